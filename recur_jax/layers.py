@@ -1,0 +1,230 @@
+"""Layers of HRM/TRM: casted linear and embedding, weightless RMSNorm, SwiGLU, RoPE, attention, blocks.
+
+Dtype policy (TRM.md 2.1, HRM.md 2.8): parameters are float32 "master" weights; every layer casts its
+weights to the dtype of its input (the model's `forward_dtype`: bfloat16 on accelerators, float32 on
+CPU and for parity) and computes in that dtype. RMSNorm and the RoPE rotation run in float32 and
+round back. Blocks are post-norm: `h = RMSNorm(h + sublayer(h))`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+# Std of a standard normal truncated to [-2, 2]; dividing by it makes the truncated normal's actual
+# std equal the target (TRM.md 2.2, the reference's `trunc_normal_init_`, JAX's variance_scaling).
+TRUNC_NORMAL_STD = 0.87962566103423978
+
+Initializer = Callable[[jax.Array, tuple[int, ...], jnp.dtype], jax.Array]
+
+
+class Buffer(nnx.Variable):
+    """A persistent, non-trainable tensor (H_init, L_init): saved and loaded, never differentiated or decayed."""
+
+
+def trunc_normal_init(std: float) -> Initializer:
+    """Truncated-normal initialiser with actual standard deviation `std` (the reference's convention).
+
+    Samples N(0, 1) truncated to [-2, 2], scaled by std / 0.87962566, so values lie within
+    +-2.2737 * std and the empirical std is `std`. `std == 0` gives zeros (the puzzle table).
+    This differs from `jax.nn.initializers.truncated_normal(std)`, whose actual std is 0.88 * std.
+
+    Returns:
+      init(key, shape, dtype) -> array of `shape` and `dtype` (float32 by default).
+    """
+
+    def init(key: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype = jnp.float32) -> jax.Array:
+        if std == 0:
+            return jnp.zeros(shape, dtype)
+        x = jax.random.truncated_normal(key, -2.0, 2.0, shape, jnp.float32)
+        return (x * (std / TRUNC_NORMAL_STD)).astype(dtype)
+
+    return init
+
+
+def swiglu_intermediate_size(hidden: int, expansion: float) -> int:
+    """Intermediate width of the reference SwiGLU: ceil_256(round(expansion * hidden * 2 / 3)).
+
+    `round` is Python's banker's rounding, as in the reference (`_find_multiple(round(...), 256)`).
+    Examples: (512, 4) -> 1536; (97, 4) -> 512; (916, 4) -> 2560.
+    """
+    inter = round(expansion * hidden * 2 / 3)
+    return -(inter // -256) * 256
+
+
+def rms_norm(x: jax.Array, eps: float, axis: int = -1) -> jax.Array:
+    """RMSNorm without gain (TRM.md 2.3): x * rsqrt(mean(x^2) + eps), computed in float32.
+
+    Args:
+      x: [..., N] any float dtype.
+      eps: variance epsilon (1e-5 in both papers).
+      axis: the normalised axis (the sequence axis for the MLP-t token mixer).
+    Returns:
+      Same shape and dtype as `x`.
+    """
+    x32 = x.astype(jnp.float32)
+    var = jnp.mean(jnp.square(x32), axis=axis, keepdims=True)
+    return (x32 * jax.lax.rsqrt(var + eps)).astype(x.dtype)
+
+
+class CastedLinear(nnx.Module):
+    """Linear map with float32 parameters cast to the input's dtype (the reference's CastedLinear).
+
+    Kernel layout is [in, out] (the PyTorch weight is [out, in]; `convert.py` transposes).
+    Default init: truncated LeCun normal, std = 1/sqrt(in_features); bias zeros.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        use_bias: bool = False,
+        kernel_init: Initializer | None = None,
+        bias_init: Initializer | None = None,
+        rngs: nnx.Rngs,
+    ):
+        kernel_init = kernel_init or trunc_normal_init(1.0 / math.sqrt(in_features))
+        self.kernel = nnx.Param(kernel_init(rngs.params(), (in_features, out_features), jnp.float32))
+        if use_bias:
+            bias_init = bias_init or (lambda key, shape, dtype=jnp.float32: jnp.zeros(shape, dtype))
+            self.bias = nnx.Param(bias_init(rngs.params(), (out_features,), jnp.float32))
+        else:
+            self.bias = None
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """[..., in] (compute dtype) -> [..., out] in the same dtype."""
+        y = jnp.matmul(x, self.kernel[...].astype(x.dtype))
+        if self.bias is not None:
+            y = y + self.bias[...].astype(x.dtype)
+        return y
+
+
+class CastedEmbedding(nnx.Module):
+    """Embedding table [num, dim] float32, cast to the compute dtype before the gather.
+
+    Init: truncated normal with std `init_std` (1/sqrt(D) for tokens and learned positions).
+    """
+
+    def __init__(self, num: int, dim: int, *, init_std: float, rngs: nnx.Rngs):
+        self.embedding = nnx.Param(trunc_normal_init(init_std)(rngs.params(), (num, dim), jnp.float32))
+
+    def __call__(self, ids: jax.Array, dtype: jnp.dtype) -> jax.Array:
+        """ids [...] int32 -> [..., dim] in `dtype`."""
+        return jnp.take(self.embedding[...].astype(dtype), ids, axis=0)
+
+
+class SwiGLU(nnx.Module):
+    """SwiGLU MLP: down(silu(gate) * up) with [gate | up] = gate_up(x) (gate first), no biases.
+
+    Used over channels (hidden = D) and, in TRM-MLP, over the sequence axis (hidden = P + S).
+    """
+
+    def __init__(self, hidden: int, expansion: float, *, rngs: nnx.Rngs):
+        inter = swiglu_intermediate_size(hidden, expansion)
+        self.gate_up_proj = CastedLinear(hidden, 2 * inter, rngs=rngs)
+        self.down_proj = CastedLinear(inter, hidden, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        """[..., hidden] -> [..., hidden], same dtype."""
+        gate, up = jnp.split(self.gate_up_proj(x), 2, axis=-1)
+        return self.down_proj(jax.nn.silu(gate) * up)
+
+
+def rope_tables(length: int, head_dim: int, theta: float) -> tuple[jax.Array, jax.Array]:
+    """RoPE cos/sin tables (rotate-half convention), positions 0..length-1 including the puzzle prefix.
+
+    Returns:
+      (cos, sin), each [length, head_dim] float32, of concat(freqs, freqs) with
+      freqs[t, i] = t * theta^(-2i/head_dim).
+    """
+    inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
+    t = jnp.arange(length, dtype=jnp.float32)
+    freqs = jnp.outer(t, inv_freq)
+    emb = jnp.concatenate([freqs, freqs], axis=-1)
+    return jnp.cos(emb), jnp.sin(emb)
+
+
+def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
+    """Rotates x [B, L, H, d] with tables [L, d] (rotate-half, GPT-NeoX); math in float32, result in x.dtype."""
+    x32 = x.astype(jnp.float32)
+    half = x.shape[-1] // 2
+    rotated = jnp.concatenate([-x32[..., half:], x32[..., :half]], axis=-1)
+    out = x32 * cos[:, None, :] + rotated * sin[:, None, :]
+    return out.astype(x.dtype)
+
+
+class Attention(nnx.Module):
+    """Non-causal multi-head self-attention with a fused QKV projection (TRM.md 2.4, HRM.md 2.4).
+
+    qkv_proj: D -> 3 * H * d, output heads ordered [q heads | k heads | v heads], each head d
+    consecutive features (the reference layout, kept by `convert.py`). No biases, no mask, scale
+    1/sqrt(d); softmax through `jax.nn.dot_product_attention`.
+    """
+
+    def __init__(self, hidden: int, num_heads: int, *, rngs: nnx.Rngs):
+        self.num_heads = num_heads
+        self.head_dim = hidden // num_heads
+        self.qkv_proj = CastedLinear(hidden, 3 * num_heads * self.head_dim, rngs=rngs)
+        self.o_proj = CastedLinear(num_heads * self.head_dim, hidden, rngs=rngs)
+
+    def __call__(self, h: jax.Array, rope: tuple[jax.Array, jax.Array] | None) -> jax.Array:
+        """h [B, L, D] -> [B, L, D] (same dtype). `rope`: (cos, sin) [L, d] float32 or None."""
+        B, L, _ = h.shape
+        qkv = self.qkv_proj(h).reshape(B, L, 3 * self.num_heads, self.head_dim)
+        q, k, v = jnp.split(qkv, 3, axis=2)
+        if rope is not None:
+            cos, sin = rope
+            q = apply_rope(q, cos, sin)
+            k = apply_rope(k, cos, sin)
+        out = jax.nn.dot_product_attention(q, k, v)
+        return self.o_proj(out.reshape(B, L, self.num_heads * self.head_dim))
+
+
+class Block(nnx.Module):
+    """One post-norm block (TRM.md 2.7): token mixer (attention or MLP-t) then the channel SwiGLU.
+
+    Attention: h = RMSNorm(h + Attn(h)); MLP-t: the SwiGLU runs over the sequence axis of h^T and
+    its RMSNorm normalises over the sequence axis. Then h = RMSNorm(h + SwiGLU_D(h)).
+    """
+
+    def __init__(self, *, hidden: int, num_heads: int, expansion: float, mlp_t: bool, total_len: int,
+                 eps: float, rngs: nnx.Rngs):
+        self.eps = eps
+        self.use_mlp_t = mlp_t
+        if mlp_t:
+            self.mlp_t = SwiGLU(total_len, expansion, rngs=rngs)
+        else:
+            self.self_attn = Attention(hidden, num_heads, rngs=rngs)
+        self.mlp = SwiGLU(hidden, expansion, rngs=rngs)
+
+    def __call__(self, h: jax.Array, rope: tuple[jax.Array, jax.Array] | None) -> jax.Array:
+        """h [B, L, D] -> [B, L, D] (same dtype)."""
+        if self.use_mlp_t:
+            u = jnp.swapaxes(h, 1, 2)  # [B, D, L]
+            u = rms_norm(u + self.mlp_t(u), self.eps)
+            h = jnp.swapaxes(u, 1, 2)
+        else:
+            h = rms_norm(h + self.self_attn(h, rope), self.eps)
+        return rms_norm(h + self.mlp(h), self.eps)
+
+
+class ReasoningModule(nnx.Module):
+    """A stack of blocks applied to `z + injection` (the reference's ReasoningModule).
+
+    TRM's single shared net f and HRM's H and L modules are instances of this.
+    """
+
+    def __init__(self, num_layers: int, **block_kwargs):
+        self.layers = nnx.List([Block(**block_kwargs) for _ in range(num_layers)])
+
+    def __call__(self, z: jax.Array, injection: jax.Array, rope: tuple[jax.Array, jax.Array] | None) -> jax.Array:
+        """z, injection [B, L, D] (compute dtype) -> [B, L, D]: blocks(z + injection)."""
+        h = z + injection
+        for layer in self.layers:
+            h = layer(h, rope)
+        return h

@@ -1,0 +1,128 @@
+"""Losses and metrics of the ACT training step (the reference's `models/losses.py`, TRM.md 3.3).
+
+Per row b of the batch, with labels in which IGNORE_LABEL_ID (-100) marks unsupervised positions:
+
+    lm_loss         = sum_b  (sum_t CE(logits[b, t], label[b, t])) / max(n_b, 1)
+    q_halt_loss     = sum_b  BCE(q_halt_b, seq_correct_b)
+    q_continue_loss = sum_b  BCE(q_continue_b, target_q_continue_b)      (HRM only)
+    loss            = lm_loss + 0.5 * (q_halt_loss + q_continue_loss)
+
+The loss is summed over the batch; the training step divides it by the *global* batch size.
+Metrics are sums over the rows that halted at this step and have at least one label, exactly the
+reference's (`count`, `accuracy`, `exact_accuracy`, `q_halt_accuracy`, `steps`), plus the loss terms;
+divide by `count` to report them.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+IGNORE_LABEL_ID = -100
+
+
+def _stablemax_log_s(x: jax.Array) -> jax.Array:
+    """log s(x), s(x) = x + 1 for x >= 0 and 1 / (1 - x) for x < 0, finite with finite gradients.
+
+    Each branch only ever sees arguments from its own half-line, so neither the forward value nor the
+    gradient of the branch `where` does not select can overflow (TRM.md 3.4: the naive float32 form
+    1 / (1 - x + 1e-30) evaluated at x = 1 gives 1e30 whose square overflows in the backward pass).
+    """
+    nonneg = x >= 0
+    x_pos = jnp.where(nonneg, x, 0.0)
+    x_neg = jnp.where(nonneg, 0.0, x)
+    return jnp.where(nonneg, jnp.log1p(x_pos), -jnp.log1p(-x_neg))
+
+
+def stablemax_cross_entropy(logits: jax.Array, labels: jax.Array, valid_mask: jax.Array | None = None) -> jax.Array:
+    """Stablemax cross-entropy (Prieto et al. 2025; reference `stablemax_cross_entropy`), float32.
+
+    p_i = s(x_i) / sum_j s(x_j); CE = -log p_label. The reference computes this in float64; this
+    log-space float32 form agrees to ~1e-7 relative and stays finite for any finite logits.
+
+    Args:
+      logits: [..., V] any float dtype (cast to float32).
+      labels: [...] int32; positions where `valid_mask` is False (or label == -100) may hold anything.
+      valid_mask: [...] bool, defaults to labels != IGNORE_LABEL_ID.
+    Returns:
+      [...] float32 per-position loss, 0 where not valid.
+    """
+    if valid_mask is None:
+        valid_mask = labels != IGNORE_LABEL_ID
+    log_s = _stablemax_log_s(logits.astype(jnp.float32))
+    safe_labels = jnp.where(valid_mask, labels, 0)
+    log_s_label = jnp.take_along_axis(log_s, safe_labels[..., None], axis=-1)[..., 0]
+    log_norm = jax.nn.logsumexp(log_s, axis=-1)
+    return jnp.where(valid_mask, log_norm - log_s_label, 0.0)
+
+
+def softmax_cross_entropy(logits: jax.Array, labels: jax.Array, valid_mask: jax.Array | None = None) -> jax.Array:
+    """Softmax cross-entropy in float32 (optax), 0 where not valid. Shapes as `stablemax_cross_entropy`."""
+    if valid_mask is None:
+        valid_mask = labels != IGNORE_LABEL_ID
+    safe_labels = jnp.where(valid_mask, labels, 0)
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), safe_labels)
+    return jnp.where(valid_mask, ce, 0.0)
+
+
+LOSS_FNS = {"stablemax_cross_entropy": stablemax_cross_entropy, "softmax_cross_entropy": softmax_cross_entropy}
+
+
+def act_loss(
+    logits: jax.Array,
+    labels: jax.Array,
+    q_halt: jax.Array,
+    q_continue: jax.Array,
+    halted: jax.Array,
+    steps: jax.Array,
+    target_q_continue: jax.Array | None = None,
+    loss_type: str = "stablemax_cross_entropy",
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The ACT loss and metrics of one step (reference `ACTLossHead.forward`).
+
+    Args:
+      logits: [B, S, V] compute dtype.
+      labels: [B, S] int32 with -100 = ignore.
+      q_halt, q_continue: [B] float32 Q-head logits.
+      halted: [B] bool, the *new* carry's halted flags (rows halting at this step).
+      steps: [B] int32, the new carry's step counters.
+      target_q_continue: [B] float32 in [0, 1], HRM's bootstrapped target, or None (TRM: no loss).
+      loss_type: "stablemax_cross_entropy" or "softmax_cross_entropy".
+    Returns:
+      (loss, metrics): loss a float32 scalar summed over the batch (not divided by the batch size);
+      metrics a dict of float32 scalar sums: count, accuracy, exact_accuracy, q_halt_accuracy, steps,
+      lm_loss, q_halt_loss and, with a target, q_continue_loss.
+    Raises:
+      ValueError: for an unknown loss_type.
+    """
+    if loss_type not in LOSS_FNS:
+        raise ValueError(f"loss_type={loss_type!r}: expected one of {sorted(LOSS_FNS)}")
+    mask = labels != IGNORE_LABEL_ID
+    counts = jnp.sum(mask, axis=-1)
+    divisor = jnp.maximum(counts, 1).astype(jnp.float32)
+    preds = jnp.argmax(logits, axis=-1)
+    is_correct = mask & (preds == labels)
+    seq_correct = jnp.sum(is_correct, axis=-1) == counts
+
+    valid = halted & (counts > 0)
+    f32 = jnp.float32
+    metrics = {
+        "count": jnp.sum(valid).astype(f32),
+        "accuracy": jnp.sum(jnp.where(valid, jnp.sum(is_correct, axis=-1) / divisor, 0.0)).astype(f32),
+        "exact_accuracy": jnp.sum(valid & seq_correct).astype(f32),
+        "q_halt_accuracy": jnp.sum(valid & ((q_halt >= 0) == seq_correct)).astype(f32),
+        "steps": jnp.sum(jnp.where(valid, steps, 0)).astype(f32),
+    }
+
+    ce = LOSS_FNS[loss_type](logits, labels, mask)
+    lm_loss = jnp.sum(jnp.sum(ce, axis=-1) / divisor)
+    q_halt_loss = jnp.sum(optax.sigmoid_binary_cross_entropy(q_halt, seq_correct.astype(f32)))
+    metrics["lm_loss"] = jax.lax.stop_gradient(lm_loss)
+    metrics["q_halt_loss"] = jax.lax.stop_gradient(q_halt_loss)
+    q_terms = q_halt_loss
+    if target_q_continue is not None:
+        q_continue_loss = jnp.sum(optax.sigmoid_binary_cross_entropy(q_continue, target_q_continue))
+        metrics["q_continue_loss"] = jax.lax.stop_gradient(q_continue_loss)
+        q_terms = q_terms + q_continue_loss
+    return lm_loss + 0.5 * q_terms, metrics

@@ -1,0 +1,31 @@
+"""Packaging for recur_jax: recursive reasoning models (HRM, TRM) in JAX/Flax."""
+
+from setuptools import find_packages, setup
+
+INSTALL_REQUIRES = [
+    "jax>=0.7,<0.11",
+    "flax>=0.11,<0.13",
+    "optax>=0.2.5,<0.3",
+    "orbax-checkpoint>=0.11,<0.13",
+    "chex>=0.1.90,<0.2",
+    "ml-collections>=1.0,<2",
+    "tensorflow-datasets>=4.9.8,<5",
+    "absl-py>=2.1,<3",
+    "numpy>=1.26",
+]
+
+EXTRAS_REQUIRE = {
+    "test": ["pytest>=8", "pytest-xdist>=3.5"],
+    # Only for importing official PyTorch checkpoints (recur_jax.convert). CPU wheels are enough.
+    "torch": ["torch>=2.4"],
+}
+
+setup(
+    name="recur_jax",
+    version="0.1.0",
+    description="JAX/Flax reimplementation of the Hierarchical Reasoning Model and the Tiny Recursive Model",
+    python_requires=">=3.11",
+    packages=find_packages(include=["recur_jax", "recur_jax.*", "launch", "launch.*", "experiments", "experiments.*"]),
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS_REQUIRE,
+)
