@@ -10,6 +10,7 @@ halted/steps agree at every step; exits 1 if any file is outside the fixtures' t
 import json
 import os
 import sys
+import zipfile
 
 from absl import app
 
@@ -29,7 +30,7 @@ def main(argv):
     for f in files:
         try:
             report = check_file(f)
-        except (OSError, ValueError, KeyError) as e:
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
             print(json.dumps({"file": f, "ok": False, "error": str(e)}))
             status = max(status, 2)
             continue

@@ -1,0 +1,195 @@
+"""The streaming ACT carry: reset and replacement, halting rules, exploration, HRM's Q target."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from recur_jax import act
+from recur_jax.layers import Buffer
+from recur_jax.models import ModelConfig, build_model
+
+B, S, D, P = 6, 8, 16, 2
+
+
+def _cfg(**kw):
+    base = dict(vocab_size=6, seq_len=S, hidden_size=D, num_heads=2, puzzle_emb_ndim=D, puzzle_emb_len=P,
+                num_puzzle_identifiers=4, H_cycles=2, L_cycles=2, halt_max_steps=4, forward_dtype="float32",
+                halt_exploration_prob=0.0)
+    base.update(kw)
+    return ModelConfig(**base)
+
+
+def _batch(rng, offset=0):
+    return {"inputs": jnp.asarray(rng.integers(1, 6, (B, S)), jnp.int32),
+            "labels": jnp.asarray(rng.integers(1, 6, (B, S)), jnp.int32),
+            "puzzle_identifiers": jnp.asarray(rng.integers(0, 4, (B,)), jnp.int32)}
+
+
+def test_reset_carry_matches_numpy_restatement():
+    rng = np.random.default_rng(0)
+    H_init = rng.standard_normal(D).astype(np.float32)
+    L_init = rng.standard_normal(D).astype(np.float32)
+    halted = np.array([True, False, True, False, False, True])
+    carry = act.ACTCarry(
+        z_H=jnp.asarray(rng.standard_normal((B, P + S, D)), jnp.float32),
+        z_L=jnp.asarray(rng.standard_normal((B, P + S, D)), jnp.float32),
+        steps=jnp.asarray(rng.integers(1, 4, B), jnp.int32), halted=jnp.asarray(halted),
+        current_data=_batch(rng))
+    new = _batch(rng)
+    got = act.reset_carry(carry, new, jnp.asarray(H_init), jnp.asarray(L_init))
+
+    want_zH, want_zL = np.array(carry.z_H), np.array(carry.z_L)
+    want_steps = np.array(carry.steps)
+    want_data = {k: np.array(v) for k, v in carry.current_data.items()}
+    for b in range(B):
+        if halted[b]:
+            want_zH[b] = H_init
+            want_zL[b] = L_init
+            want_steps[b] = 0
+            for k in want_data:
+                want_data[k][b] = np.asarray(new[k])[b]
+    np.testing.assert_array_equal(np.asarray(got.z_H), want_zH)
+    np.testing.assert_array_equal(np.asarray(got.z_L), want_zL)
+    np.testing.assert_array_equal(np.asarray(got.steps), want_steps)
+    for k in want_data:
+        np.testing.assert_array_equal(np.asarray(got.current_data[k]), want_data[k])
+    np.testing.assert_array_equal(np.asarray(got.halted), halted)
+
+
+def test_reset_carry_names_missing_batch_key():
+    rng = np.random.default_rng(0)
+    model = build_model(_cfg(), nnx.Rngs(0))
+    batch = _batch(rng)
+    carry = act.initial_carry(model, batch)
+    del batch["labels"]
+    with pytest.raises(KeyError, match="labels"):
+        act.reset_carry(carry, batch, model.H_init[...], model.L_init[...])
+
+
+def test_halting_rules():
+    steps = jnp.array([1, 2, 3, 4, 1, 2], jnp.int32)
+    q_halt = jnp.array([0.5, -0.5, -1.0, -1.0, 0.1, -0.2])
+    q_cont = jnp.array([1.0, -1.0, -2.0, 0.0, -1.0, 0.5])
+    kw = dict(halt_max_steps=4, exploration_prob=0.0, rng=None)
+    trm, last = act.halting(steps, q_halt, q_cont, no_ACT_continue=True, training=True, **kw)
+    np.testing.assert_array_equal(np.asarray(trm), [True, False, False, True, True, False])
+    np.testing.assert_array_equal(np.asarray(last), [False, False, False, True, False, False])
+    hrm, _ = act.halting(steps, q_halt, q_cont, no_ACT_continue=False, training=True, **kw)
+    np.testing.assert_array_equal(np.asarray(hrm), [False, True, True, True, True, False])
+    ev, _ = act.halting(steps, q_halt, q_cont, no_ACT_continue=True, training=False, **kw)
+    np.testing.assert_array_equal(np.asarray(ev), [False, False, False, True, False, False])
+
+
+def test_exploration_only_delays_halting_and_respects_drawn_minimum():
+    n, max_steps = 20000, 8
+    q_halt = jnp.full((n,), 3.0)  # every row wants to halt
+    for step in range(1, max_steps + 1):
+        steps = jnp.full((n,), step, jnp.int32)
+        key = jax.random.key(step)
+        halted, _ = act.halting(steps, q_halt, q_halt, halt_max_steps=max_steps, no_ACT_continue=True,
+                                exploration_prob=0.3, training=True, rng=key)
+        # Re-derive the draws: a row is vetoed exactly when it explored and its minimum exceeds step.
+        k_explore, k_min = jax.random.split(key)
+        explore = np.asarray(jax.random.uniform(k_explore, (n,)) < 0.3)
+        m = np.where(explore, np.asarray(jax.random.randint(k_min, (n,), 2, max_steps + 1)), 0)
+        np.testing.assert_array_equal(np.asarray(halted), step >= m)
+        assert m[explore].min() == 2 and m[explore].max() == max_steps
+        if step == max_steps:
+            assert bool(jnp.all(halted))  # the budget always halts
+        frac_vetoed = 1 - float(jnp.mean(halted))
+        expected = 0.3 * max(0, max_steps - step) / (max_steps - 1)
+        assert abs(frac_vetoed - expected) < 0.02
+    with pytest.raises(ValueError, match="rng"):
+        act.halting(steps, q_halt, q_halt, halt_max_steps=max_steps, no_ACT_continue=True, exploration_prob=0.3,
+                    training=True, rng=None)
+
+
+def _run(cfg, steps, training=True, halt_max_steps=None, seed=0):
+    model = build_model(cfg, nnx.Rngs(seed))
+    graphdef, params, buffers = nnx.split(model, nnx.Param, Buffer)
+    rng = np.random.default_rng(seed)
+    table = jnp.asarray(rng.standard_normal((4, D)), jnp.float32)
+    batches = [_batch(rng) for _ in range(steps)]
+    carry = act.initial_carry(model, batches[0])
+    history = []
+    for t, batch in enumerate(batches):
+        m = nnx.merge(graphdef, params, buffers)
+        reset = act.reset_carry(carry, batch, m.H_init[...], m.L_init[...])
+        rows = jnp.take(table, reset.current_data["puzzle_identifiers"], axis=0)
+        loss, (carry, outputs, metrics) = act.act_forward(m, reset, rows, training=training,
+                                                          halt_max_steps=halt_max_steps,
+                                                          rng=jax.random.key(t))
+        history.append((reset, carry, outputs, metrics))
+    return model, history, batches, table
+
+
+def test_forced_low_q_runs_every_row_to_the_budget_and_refreshes_data_only_on_halt():
+    cfg = _cfg(halt_max_steps=3)
+    model, history, batches, _ = _run(cfg, 7)
+    # q_head starts at bias -5 (weight 0): no row halts before the budget.
+    for t, (reset, carry, outputs, _) in enumerate(history):
+        assert np.all(np.asarray(outputs["q_halt_logits"]) == -5.0)
+        np.testing.assert_array_equal(np.asarray(carry.steps), np.full(B, t % 3 + 1))
+        np.testing.assert_array_equal(np.asarray(carry.halted), np.full(B, t % 3 == 2))
+        source = batches[3 * (t // 3)]  # data taken at the step after the last halt
+        for k in act.BATCH_KEYS:
+            np.testing.assert_array_equal(np.asarray(reset.current_data[k]), np.asarray(source[k]))
+
+
+def test_evaluation_halts_only_at_the_given_budget():
+    cfg = _cfg(halt_max_steps=2)
+    model = build_model(cfg, nnx.Rngs(0))
+    model.q_head.bias[...] = jnp.array([5.0, -5.0])  # would halt at once in training
+    graphdef, params, buffers = nnx.split(model, nnx.Param, Buffer)
+    rng = np.random.default_rng(1)
+    batch = _batch(rng)
+    table = jnp.zeros((4, D))
+    carry = act.initial_carry(model, batch)
+    for t in range(5):
+        m = nnx.merge(graphdef, params, buffers)
+        reset = act.reset_carry(carry, batch, m.H_init[...], m.L_init[...])
+        rows = jnp.take(table, reset.current_data["puzzle_identifiers"], axis=0)
+        _, (carry, _, _) = act.act_forward(m, reset, rows, training=False, halt_max_steps=5)
+        assert bool(jnp.all(carry.halted)) == (t == 4)
+    _, (carry_train, _, _) = act.act_forward(m, act.reset_carry(act.initial_carry(m, batch), batch, m.H_init[...],
+                                                                  m.L_init[...]), rows, training=True)
+    assert bool(jnp.all(carry_train.halted))
+
+
+def test_hrm_target_q_continue_is_a_second_pass_from_the_new_carry():
+    cfg = _cfg(arch="hrm", H_layers=1, L_layers=1, puzzle_emb_len=0, no_ACT_continue=False, grad_mode="one_step",
+               halt_max_steps=2)
+    model, history, _, table = _run(cfg, 2)
+    for reset, carry, outputs, metrics in history:
+        rows = jnp.take(table, reset.current_data["puzzle_identifiers"], axis=0)
+        nxt = model(carry.z_H, carry.z_L, reset.current_data["inputs"], rows)
+        is_last = np.asarray(carry.steps) >= 2
+        want = jax.nn.sigmoid(np.where(is_last, nxt.q_halt, np.maximum(nxt.q_halt, nxt.q_continue)))
+        np.testing.assert_allclose(np.asarray(outputs["target_q_continue"]), np.asarray(want), rtol=1e-6)
+        assert "q_continue_loss" in metrics
+
+
+def test_trm_has_no_continue_target():
+    _, history, _, _ = _run(_cfg(), 1)
+    assert "target_q_continue" not in history[0][2]
+    assert "q_continue_loss" not in history[0][3]
+
+
+def test_train_grads_scale_and_puzzle_rows():
+    cfg = _cfg()
+    model = build_model(cfg, nnx.Rngs(0))
+    graphdef, params, buffers = nnx.split(model, nnx.Param, Buffer)
+    rng = np.random.default_rng(2)
+    batch = _batch(rng)
+    table = jnp.asarray(rng.standard_normal((4, D)), jnp.float32)
+    carry = act.initial_carry(model, batch)
+    fn = jax.jit(act.act_train_grads, static_argnums=(0,), static_argnames=("loss_scale",))
+    loss1, _, _, _, g1, (ids, pg1) = fn(graphdef, params, buffers, table, carry, batch, None, loss_scale=1.0)
+    loss2, _, _, _, g2, (_, pg2) = fn(graphdef, params, buffers, table, carry, batch, None, loss_scale=1.0 / B)
+    np.testing.assert_allclose(float(loss1), float(loss2), rtol=1e-6)  # the reported loss is unscaled
+    for a, b in zip(jax.tree_util.tree_leaves(g1), jax.tree_util.tree_leaves(g2)):
+        np.testing.assert_allclose(np.asarray(a) / B, np.asarray(b), rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(np.asarray(ids), np.asarray(batch["puzzle_identifiers"]))
+    assert pg1.shape == (B, D) and float(jnp.max(jnp.abs(pg1))) > 0
