@@ -126,7 +126,7 @@ def halting(steps: jax.Array, q_halt: jax.Array, q_continue: jax.Array, *, halt_
 
 def act_forward(model: RecursiveReasoner, carry: ACTCarry, puzzle_emb_rows: jax.Array | None, *,
                 training: bool, rng: jax.Array | None = None,
-                halt_max_steps: int | None = None) -> tuple[jax.Array, tuple[ACTCarry, dict[str, jax.Array], dict[str, jax.Array]]]:
+                halt_max_steps: int | None = None, row_weight: jax.Array | None = None) -> tuple[jax.Array, tuple[ACTCarry, dict[str, jax.Array], dict[str, jax.Array]]]:
     """Steps 2-3 plus the loss, on a carry already passed through `reset_carry`; differentiable.
 
     Args:
@@ -137,6 +137,7 @@ def act_forward(model: RecursiveReasoner, carry: ACTCarry, puzzle_emb_rows: jax.
       training: training-mode halting (q-based, exploration, HRM target) or evaluation (max steps only).
       rng: exploration key.
       halt_max_steps: overrides config.halt_max_steps (e.g. more steps at test time).
+      row_weight: [B] float32 loss weight per row (episode mode), None = 1.
     Returns:
       (loss, (new_carry, outputs, metrics)): loss float32 scalar summed over the batch; outputs has
       logits [B, S, V], q_halt_logits [B], q_continue_logits [B] (+ target_q_continue [B] for HRM in
@@ -160,14 +161,14 @@ def act_forward(model: RecursiveReasoner, carry: ACTCarry, puzzle_emb_rows: jax.
         target = jax.nn.sigmoid(jnp.where(is_last, nxt.q_halt, jnp.maximum(nxt.q_halt, nxt.q_continue)))
         outputs["target_q_continue"] = target
     loss, metrics = act_loss(out.logits, data["labels"], out.q_halt, out.q_continue, halted, steps,
-                             target, c.loss_type)
+                             target, c.loss_type, row_weight)
     new_carry = ACTCarry(z_H=out.z_H, z_L=out.z_L, steps=steps, halted=halted, current_data=data)
     return loss, (new_carry, outputs, metrics)
 
 
 def act_train_grads(graphdef: nnx.GraphDef, params: Any, buffers: Any, puzzle_table: jax.Array | None,
                     carry: ACTCarry, batch: Batch, rng: jax.Array | None,
-                    loss_scale: float = 1.0) -> tuple[jax.Array, ACTCarry, dict, dict, Any, tuple[jax.Array, jax.Array] | None]:
+                    loss_scale: float = 1.0, row_weight: jax.Array | None = None) -> tuple[jax.Array, ACTCarry, dict, dict, Any, tuple[jax.Array, jax.Array] | None]:
     """One training ACT step up to the gradients (the optimizers are applied by the caller).
 
     Args:
@@ -177,6 +178,7 @@ def act_train_grads(graphdef: nnx.GraphDef, params: Any, buffers: Any, puzzle_ta
       rng: exploration key.
       loss_scale: the loss is multiplied by this before differentiation (1 / global batch size in
         training; 1.0 reproduces the reference's returned loss, as the fixtures store).
+      row_weight: [B] float32 per-row loss weight (episode mode), None = 1.
     Returns:
       (loss, new_carry, outputs, metrics, grads, puzzle_grads): loss is the unscaled batch sum;
       grads has the structure of `params`; puzzle_grads is (ids [B] int32, grads [B, ndim] float32)
@@ -188,7 +190,8 @@ def act_train_grads(graphdef: nnx.GraphDef, params: Any, buffers: Any, puzzle_ta
     rows = None if puzzle_table is None else jnp.take(puzzle_table, ids, axis=0)
 
     def loss_fn(p, r):
-        loss, aux = act_forward(nnx.merge(graphdef, p, buffers), carry, r, training=True, rng=rng)
+        loss, aux = act_forward(nnx.merge(graphdef, p, buffers), carry, r, training=True, rng=rng,
+                                row_weight=row_weight)
         return loss * loss_scale, (loss, aux)
 
     (_, (loss, (new_carry, outputs, metrics))), (grads, row_grads) = jax.value_and_grad(

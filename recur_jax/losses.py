@@ -78,6 +78,7 @@ def act_loss(
     steps: jax.Array,
     target_q_continue: jax.Array | None = None,
     loss_type: str = "stablemax_cross_entropy",
+    row_weight: jax.Array | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The ACT loss and metrics of one step (reference `ACTLossHead.forward`).
 
@@ -89,6 +90,8 @@ def act_loss(
       steps: [B] int32, the new carry's step counters.
       target_q_continue: [B] float32 in [0, 1], HRM's bootstrapped target, or None (TRM: no loss).
       loss_type: "stablemax_cross_entropy" or "softmax_cross_entropy".
+      row_weight: [B] float32 weights of each row's loss terms (None = 1); rows of weight 0 are also
+        left out of the metrics (episode mode: rows that halted earlier in the episode).
     Returns:
       (loss, metrics): loss a float32 scalar summed over the batch (not divided by the batch size);
       metrics a dict of float32 scalar sums: count, accuracy, exact_accuracy, q_halt_accuracy, steps,
@@ -106,6 +109,9 @@ def act_loss(
     seq_correct = jnp.sum(is_correct, axis=-1) == counts
 
     valid = halted & (counts > 0)
+    weight = jnp.ones(counts.shape, jnp.float32) if row_weight is None else row_weight.astype(jnp.float32)
+    if row_weight is not None:
+        valid = valid & (weight > 0)
     f32 = jnp.float32
     metrics = {
         "count": jnp.sum(valid).astype(f32),
@@ -116,13 +122,13 @@ def act_loss(
     }
 
     ce = LOSS_FNS[loss_type](logits, labels, mask)
-    lm_loss = jnp.sum(jnp.sum(ce, axis=-1) / divisor)
-    q_halt_loss = jnp.sum(optax.sigmoid_binary_cross_entropy(q_halt, seq_correct.astype(f32)))
+    lm_loss = jnp.sum(weight * jnp.sum(ce, axis=-1) / divisor)
+    q_halt_loss = jnp.sum(weight * optax.sigmoid_binary_cross_entropy(q_halt, seq_correct.astype(f32)))
     metrics["lm_loss"] = jax.lax.stop_gradient(lm_loss)
     metrics["q_halt_loss"] = jax.lax.stop_gradient(q_halt_loss)
     q_terms = q_halt_loss
     if target_q_continue is not None:
-        q_continue_loss = jnp.sum(optax.sigmoid_binary_cross_entropy(q_continue, target_q_continue))
+        q_continue_loss = jnp.sum(weight * optax.sigmoid_binary_cross_entropy(q_continue, target_q_continue))
         metrics["q_continue_loss"] = jax.lax.stop_gradient(q_continue_loss)
         q_terms = q_terms + q_continue_loss
     return lm_loss + 0.5 * q_terms, metrics
