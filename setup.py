@@ -12,6 +12,11 @@ INSTALL_REQUIRES = [
     "tensorflow-datasets>=4.9.8,<5",
     "absl-py>=2.1,<3",
     "numpy>=1.26",
+    "grain>=0.2.10,<0.3",
+    "array-record>=0.7",
+    "importlib_resources>=6",  # tensorflow-datasets imports it lazily when building without TensorFlow
+    "tensorboardX>=2.6",
+    "tqdm>=4.66",
 ]
 
 EXTRAS_REQUIRE = {

@@ -59,8 +59,8 @@ def initial_carry(model: RecursiveReasoner, batch: Batch) -> ACTCarry:
     """
     c = model.config
     B = batch["inputs"].shape[0]
-    z = jnp.zeros((B, c.total_len, c.hidden_size), c.dtype)
-    return ACTCarry(z_H=z, z_L=z, steps=jnp.zeros((B,), jnp.int32), halted=jnp.ones((B,), bool),
+    shape = (B, c.total_len, c.hidden_size)
+    return ACTCarry(z_H=jnp.zeros(shape, c.dtype), z_L=jnp.zeros(shape, c.dtype), steps=jnp.zeros((B,), jnp.int32), halted=jnp.ones((B,), bool),
                     current_data={k: jnp.zeros_like(batch[k]) for k in BATCH_KEYS})
 
 

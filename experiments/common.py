@@ -1,0 +1,59 @@
+"""Shared config fragments. Experiment files import these and override; nothing is copied.
+
+Field names that scripts drive and must keep: total_steps, eval_every, checkpoint_every, seed,
+global_batch_size, data.path, model.hidden_size, model.H_cycles, model.L_cycles, model.halt_max_steps.
+"""
+
+import dataclasses
+
+import ml_collections
+
+from recur_jax.models.config import ModelConfig
+
+
+def model_config(**overrides) -> ml_collections.ConfigDict:
+    """All ModelConfig fields with their defaults, then `overrides` (reference field names)."""
+    values = {f.name: f.default for f in dataclasses.fields(ModelConfig)}
+    unknown = set(overrides) - set(values)
+    if unknown:
+        raise ValueError(f"unknown model keys {sorted(unknown)}")
+    values.update(overrides)
+    return ml_collections.ConfigDict(values)
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """Training defaults of the official code (cfg_pretrain.yaml, TRM.md 4.5); tasks override."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.total_steps = 65104
+    c.eval_every = 6510  # steps between evaluations (0: only at the end)
+    c.checkpoint_every = 6510  # steps between checkpoints (0: only at the end)
+    c.log_every = 50
+    c.global_batch_size = 768
+    c.act_mode = "streaming"  # "streaming" (official carry across steps) or "episode" (one batch, all steps)
+
+    c.optim = ml_collections.ConfigDict()
+    c.optim.lr = 1e-4
+    c.optim.lr_min_ratio = 1.0
+    c.optim.lr_warmup_steps = 2000
+    c.optim.beta1 = 0.9
+    c.optim.beta2 = 0.95
+    c.optim.weight_decay = 0.1
+    c.optim.puzzle_emb_lr = 1e-2
+    c.optim.puzzle_emb_weight_decay = 0.1
+
+    c.ema = True
+    c.ema_rate = 0.999
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.halt_max_steps = 0  # 0: the model's halt_max_steps; larger values scale test-time compute
+    c.eval.global_batch_size = 0  # 0: global_batch_size
+    c.eval.max_examples = 0  # 0: the whole test set
+
+    c.checkpoint = ml_collections.ConfigDict()
+    c.checkpoint.keep = 3
+    c.checkpoint.async_save = True
+
+    c.data = ml_collections.ConfigDict()
+    c.model = model_config()
+    return c

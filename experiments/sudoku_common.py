@@ -1,0 +1,46 @@
+"""Sudoku data settings and the small CPU variant shared by trm_sudoku.py and hrm_sudoku.py."""
+
+import ml_collections
+
+
+def data_config() -> ml_collections.ConfigDict:
+    """The official protocol, seeded: 1000 training puzzles subsampled, the full test set."""
+    d = ml_collections.ConfigDict()
+    d.name = "sudoku"
+    d.path = ""  # a directory with train.csv/test.csv (Sudoku-Extreme format); "" = built-in generator
+    d.data_dir = ""  # where TFDS writes ArrayRecord files; "" = <workdir>/data
+    d.num_train = 1000
+    d.num_test = 0  # 0: the full test set (CSV) / 10000 generated puzzles
+    d.tier = "hard"  # generator tier when no path is given
+    d.seed = 0
+    d.augment = True
+    return d
+
+
+def cpu_overrides(c: ml_collections.ConfigDict) -> None:
+    """A run of about 5 minutes on 2 CPU cores: a small float32 model on easy generated puzzles."""
+    c.total_steps = 1500
+    c.eval_every = 0
+    c.checkpoint_every = 500
+    c.log_every = 25
+    c.global_batch_size = 64
+    c.optim.lr = 1e-3
+    c.optim.puzzle_emb_lr = 1e-2
+    c.optim.lr_warmup_steps = 100
+    c.optim.weight_decay = 0.1
+    c.optim.puzzle_emb_weight_decay = 0.1
+    c.data.tier = "easy"
+    c.data.num_train = 3000
+    c.data.num_test = 1000
+    c.model.hidden_size = 128
+    c.model.num_heads = 4
+    c.model.puzzle_emb_ndim = 128
+    c.model.puzzle_emb_len = 1 if c.model.arch == "trm" else 0
+    c.model.forward_dtype = "float32"
+    c.model.halt_max_steps = 8
+    if c.model.arch == "trm":
+        c.model.H_cycles = 2
+        c.model.L_cycles = 3
+    else:
+        c.model.H_layers = 2
+        c.model.L_layers = 2

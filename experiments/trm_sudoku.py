@@ -1,0 +1,34 @@
+"""TRM on Sudoku-Extreme (TRM.md 5.1). Args: `mlp` (TRM-MLP, default) or `att` (TRM-Att), and `cpu`.
+
+    python -m launch.main --config=experiments/trm_sudoku.py:mlp --workdir=runs/trm_mlp \
+        --config.data.path=/path/to/sudoku-extreme   # train.csv and test.csv
+
+Without `data.path` the built-in generator supplies the puzzles. `cpu` is a run of about 5 minutes on
+2 CPU cores on easy generated puzzles (singles-solvable, see recur_jax/data/sudoku.py), float32.
+"""
+
+from experiments import common, sudoku_common
+
+
+def get_config(arg: str | None = None):
+    args = set((arg or "mlp").split(","))
+    unknown = args - {"mlp", "att", "cpu"}
+    if unknown:
+        raise ValueError(f"experiments/trm_sudoku.py: unknown args {sorted(unknown)}; use mlp|att[,cpu]")
+    c = common.base_config()
+    c.data = sudoku_common.data_config()
+    c.total_steps = 65104  # int(50000 epochs * 1000 puzzles / 768)
+    c.eval_every = 6510  # every 5000 epochs
+    c.checkpoint_every = 6510
+    c.optim.weight_decay = 1.0
+    c.optim.puzzle_emb_lr = 1e-4
+    c.optim.puzzle_emb_weight_decay = 1.0
+    att = "att" in args
+    c.model = common.model_config(
+        arch="trm", vocab_size=11, seq_len=81, num_puzzle_identifiers=1, puzzle_emb_ndim=512, puzzle_emb_len=16,
+        hidden_size=512, num_heads=8, expansion=4, H_cycles=3, L_cycles=6, L_layers=2,
+        pos_encodings="rope" if att else "none", mlp_t=not att, halt_max_steps=16, halt_exploration_prob=0.1,
+        no_ACT_continue=True, grad_mode="last_sweep", forward_dtype="bfloat16")
+    if "cpu" in args:
+        sudoku_common.cpu_overrides(c)
+    return c

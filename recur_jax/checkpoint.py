@@ -1,0 +1,88 @@
+"""Orbax checkpoints of the whole training state, so that a restarted command resumes the same run.
+
+A checkpoint at step k holds the TrainState (parameters, optimizer state, EMA, puzzle table, frozen
+H_init/L_init, ACT carry, step) and a JSON record (data position = k, the resolved config, the
+metrics fingerprint). Every process calls save and restore (Orbax coordinates the writes).
+Orbax commits a step atomically (it writes to a temporary directory and renames it), keeps the last
+`keep` steps and deletes older ones only after a newer one has been committed. A checkpoint that
+fails to restore (truncated or garbled files) is reported and the previous one is tried.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+log = logging.getLogger(__name__)
+
+
+class Checkpointer:
+    """Thin wrapper over `orbax.checkpoint.CheckpointManager` for (state, meta) pairs.
+
+    Args:
+      directory: `<workdir>/checkpoints`; created on the first save.
+      keep: number of most recent checkpoints kept (>= 1).
+      async_save: write in a background thread (the step loop continues).
+    """
+
+    def __init__(self, directory: str | os.PathLike, *, keep: int = 3, async_save: bool = True):
+        if keep < 1:
+            raise ValueError(f"checkpoint.keep must be >= 1, got {keep}")
+        self.directory = os.path.abspath(os.fspath(directory))
+        self._manager = ocp.CheckpointManager(
+            self.directory,
+            options=ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=async_save,
+                                                 create=True))
+
+    def steps(self) -> list[int]:
+        """Committed checkpoint steps, ascending."""
+        return sorted(self._manager.all_steps())
+
+    def save(self, step: int, state: Any, meta: dict[str, Any], *, force: bool = False) -> bool:
+        """Saves `state` (a pytree of arrays) and `meta` (JSON-serialisable) as step `step`."""
+        return self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                                meta=ocp.args.JsonSave(meta)), force=force)
+
+    def restore(self, abstract_state: Any, step: int | None = None) -> tuple[int, Any, dict[str, Any]] | None:
+        """Restores the newest readable checkpoint (or exactly `step`).
+
+        Args:
+          abstract_state: a pytree like the saved state (arrays or jax.ShapeDtypeStruct with shardings),
+            giving structure, dtypes and the shardings to restore onto (resharding as needed).
+          step: a specific step; None tries the newest first, then older ones.
+        Returns:
+          (step, state, meta), or None when there is no checkpoint.
+        Raises:
+          RuntimeError: a specific `step` was asked for and cannot be read.
+        """
+        candidates = [step] if step is not None else list(reversed(self.steps()))
+        for s in candidates:
+            try:
+                restored = self._manager.restore(s, args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+                return s, restored.state, dict(restored.meta)
+            except Exception as e:  # noqa: BLE001 - any failure to read means "try the previous one"
+                msg = f"checkpoint step {s} in {self.directory} cannot be restored ({type(e).__name__}: {e})"
+                if step is not None:
+                    raise RuntimeError(msg) from e
+                log.warning("%s; trying the previous one", msg)
+                print(f"warning: {msg}; trying the previous one")
+        return None
+
+    def wait(self) -> None:
+        """Blocks until pending asynchronous saves are committed."""
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        """Waits for pending saves and releases the manager."""
+        self._manager.wait_until_finished()
+        self._manager.close()
+
+
+def abstract_like(tree: Any) -> Any:
+    """ShapeDtypeStructs (with shardings) of a pytree of arrays, for `Checkpointer.restore`."""
+    return jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, tree)
