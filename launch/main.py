@@ -44,11 +44,12 @@ def main(argv):
     from recur_jax import distributed
 
     distributed.initialize()
+    from recur_jax.checkpoint import CheckpointError
     from recur_jax.train import TrainingDiverged, train_and_evaluate
 
     try:
         summary = train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
-    except (ValueError, FileNotFoundError, TrainingDiverged) as e:
+    except (ValueError, FileNotFoundError, TrainingDiverged, CheckpointError) as e:
         if flags.FLAGS.traceback:
             raise
         print(f"error: {e}", file=sys.stderr)

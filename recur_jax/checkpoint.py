@@ -20,6 +20,10 @@ import orbax.checkpoint as ocp
 log = logging.getLogger(__name__)
 
 
+class CheckpointError(RuntimeError):
+    """Checkpoints exist but cannot be restored (the message names the directory and steps)."""
+
+
 class Checkpointer:
     """Thin wrapper over `orbax.checkpoint.CheckpointManager` for (state, meta) pairs.
 
@@ -42,6 +46,11 @@ class Checkpointer:
         """Committed checkpoint steps, ascending."""
         return sorted(self._manager.all_steps())
 
+    def read_meta(self, step: int) -> dict[str, Any]:
+        """The JSON record of checkpoint `step` alone (the state is not read)."""
+        restored = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+        return dict(restored.meta)
+
     def save(self, step: int, state: Any, meta: dict[str, Any], *, force: bool = False) -> bool:
         """Saves `state` (a pytree of arrays) and `meta` (JSON-serialisable) as step `step`."""
         return self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
@@ -55,9 +64,10 @@ class Checkpointer:
             giving structure, dtypes and the shardings to restore onto (resharding as needed).
           step: a specific step; None tries the newest first, then older ones.
         Returns:
-          (step, state, meta), or None when there is no checkpoint.
+          (step, state, meta), or None when there is no checkpoint at all.
         Raises:
-          RuntimeError: a specific `step` was asked for and cannot be read.
+          CheckpointError: a specific `step` was asked for and cannot be read, or checkpoints exist and
+            none of them can be read (starting over would let the keep policy delete them).
         """
         candidates = [step] if step is not None else list(reversed(self.steps()))
         for s in candidates:
@@ -68,9 +78,12 @@ class Checkpointer:
             except Exception as e:  # noqa: BLE001 - any failure to read means "try the previous one"
                 msg = f"checkpoint step {s} in {self.directory} cannot be restored ({type(e).__name__}: {e})"
                 if step is not None:
-                    raise RuntimeError(msg) from e
+                    raise CheckpointError(msg) from e
                 log.warning("%s; trying the previous one", msg)
                 print(f"warning: {msg}; trying the previous one")
+        if candidates:
+            raise CheckpointError(f"none of the checkpoints {candidates} in {self.directory} can be restored; "
+                               f"move them away or use a new workdir")
         return None
 
     def wait(self) -> None:

@@ -310,14 +310,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.checkpoint.keep,
                                 async_save=config.checkpoint.async_save)
+    for s in reversed(checkpointer.steps()):  # refuse before touching anything if the run differs
+        try:
+            saved = checkpointer.read_meta(s).get("config", {})
+        except Exception:  # noqa: BLE001 - an unreadable record is handled by restore() below
+            continue
+        for key in ("model", "data"):
+            if saved.get(key) is not None and saved[key] != config[key].to_dict():
+                raise ValueError(f"{checkpointer.directory}: checkpoint {s} was written with a different {key} "
+                                 f"config; use a new --workdir")
+        break
     restored = checkpointer.restore(abstract_like(state))
     start_step = 0
     if restored is not None:
-        start_step, state, meta = restored
-        saved_model = meta.get("config", {}).get("model")
-        if saved_model is not None and saved_model != config.model.to_dict():
-            raise ValueError(f"{checkpointer.directory}: the checkpoint was written with a different model config; "
-                             f"use a new --workdir")
+        start_step, state, _ = restored
         print(f"Resuming from step {start_step} ({checkpointer.directory})")
 
     os.makedirs(workdir, exist_ok=True)

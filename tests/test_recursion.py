@@ -132,3 +132,23 @@ def test_model_carry_leaves_through_stop_gradient():
 
     grads = jax.grad(carry_sum)(params)
     assert all(float(jnp.max(jnp.abs(g))) == 0.0 for g in jax.tree_util.tree_leaves(grads))
+
+
+@pytest.mark.parametrize("arch,kw", [
+    ("trm", {}),
+    ("hrm", dict(H_layers=1, L_layers=1, grad_mode="one_step", no_ACT_continue=False)),
+    ("transformer", dict(H_layers=2)),
+])
+def test_remat_gives_the_same_gradients(arch, kw):
+    grads = []
+    for remat in (False, True):
+        cfg = ModelConfig(arch=arch, vocab_size=6, seq_len=8, hidden_size=16, num_heads=2, puzzle_emb_ndim=16,
+                          puzzle_emb_len=2, H_cycles=2, L_cycles=2, forward_dtype="float32", remat=remat, **kw)
+        model = build_model(cfg, nnx.Rngs(0))
+        graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+        z = jnp.broadcast_to(model.H_init[...], (2, cfg.total_len, cfg.hidden_size))
+        inputs = jnp.arange(16, dtype=jnp.int32).reshape(2, 8) % 6
+        rows = jnp.ones((2, 16))
+        grads.append(jax.grad(lambda p: jnp.sum(nnx.merge(graphdef, p, rest)(z, z, inputs, rows).logits ** 2))(params))
+    for a, b in zip(jax.tree_util.tree_leaves(grads[0]), jax.tree_util.tree_leaves(grads[1])):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-7)

@@ -29,4 +29,5 @@ class TransformerBaseline(RecursiveReasoner):
     def recur(self, z_H: jax.Array, z_L: jax.Array, x: jax.Array, grad_mode: str) -> tuple[jax.Array, jax.Array]:
         """One pass z_H = stack(z_H + x), fully differentiated; z_L is returned unchanged."""
         del grad_mode
-        return self.H_level(z_H, x, self.rope()), z_L
+        state, net = self._pure(self.H_level)
+        return net(state, z_H, x), z_L

@@ -71,6 +71,17 @@ class RecursiveReasoner(nnx.Module):
         return ReasoningModule(num_layers, hidden=c.hidden_size, num_heads=c.num_heads, expansion=c.expansion,
                                mlp_t=c.mlp_t, total_len=c.total_len, eps=c.rms_norm_eps, rngs=rngs)
 
+    def _pure(self, module: ReasoningModule):
+        """(state, fn): `fn(state, z, injection)` applies `module` functionally (for lax.scan bodies),
+        under `jax.checkpoint` when config.remat is set."""
+        graphdef, state = nnx.split(module)
+        rope = self.rope()
+
+        def fn(module_state, z, injection):
+            return nnx.merge(graphdef, module_state)(z, injection, rope)
+
+        return state, (jax.checkpoint(fn) if self.config.remat else fn)
+
     def rope(self) -> tuple[jax.Array, jax.Array] | None:
         """RoPE (cos, sin) tables [P+S, head_dim] float32 over prefix and grid, or None."""
         c = self.config

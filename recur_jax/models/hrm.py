@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import jax
 from flax import nnx
-
 from recur_jax.models.common import RecursiveReasoner
 from recur_jax.models.config import ModelConfig
 from recur_jax.recursion import recurse
@@ -33,16 +32,15 @@ class HRM(RecursiveReasoner):
 
     def recur(self, z_H: jax.Array, z_L: jax.Array, x: jax.Array, grad_mode: str) -> tuple[jax.Array, jax.Array]:
         """H_cycles x (L_cycles L updates + 1 H update), HRM.md 1.4; returns (z_H, z_L) [B, P+S, D]."""
-        gd_H, st_H = nnx.split(self.H_level)
-        gd_L, st_L = nnx.split(self.L_level)
-        rope = self.rope()
+        st_H, H_net = self._pure(self.H_level)
+        st_L, L_net = self._pure(self.L_level)
 
         def L_step(ctx, z_L, z_H):
             _, L_state, x = ctx
-            return nnx.merge(gd_L, L_state)(z_L, z_H + x, rope)
+            return L_net(L_state, z_L, z_H + x)
 
         def H_step(ctx, z_H, z_L):
-            return nnx.merge(gd_H, ctx[0])(z_H, z_L, rope)
+            return H_net(ctx[0], z_H, z_L)
 
         c = self.config
         return recurse(L_step, H_step, (st_H, st_L, x), z_H, z_L, H_cycles=c.H_cycles, L_cycles=c.L_cycles,

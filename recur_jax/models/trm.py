@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import jax
 from flax import nnx
-
 from recur_jax.models.common import RecursiveReasoner
 from recur_jax.models.config import ModelConfig
 from recur_jax.recursion import recurse
@@ -30,11 +29,7 @@ class TRM(RecursiveReasoner):
 
     def recur(self, z_H: jax.Array, z_L: jax.Array, x: jax.Array, grad_mode: str) -> tuple[jax.Array, jax.Array]:
         """H_cycles sweeps of TRM.md 1.4; returns (z_H, z_L) [B, P+S, D] with gradient per grad_mode."""
-        graphdef, state = nnx.split(self.L_level)
-        rope = self.rope()
-
-        def net(net_state, z, injection):
-            return nnx.merge(graphdef, net_state)(z, injection, rope)
+        state, net = self._pure(self.L_level)
 
         def L_step(ctx, z_L, z_H):
             net_state, x = ctx

@@ -1,0 +1,169 @@
+"""End to end: train_and_evaluate on tiny configs, determinism, resume, episode mode, errors, solver."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from experiments import hrm_sudoku, trm_sudoku
+from recur_jax.train import train_and_evaluate
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def tiny(module=trm_sudoku, arg="mlp,cpu", **overrides):
+    """A config that trains in seconds: small model, small batch, few steps, small test set."""
+    c = module.get_config(arg)
+    c.total_steps = 6
+    c.checkpoint_every = 3
+    c.eval_every = 0
+    c.log_every = 2
+    c.global_batch_size = 8
+    c.eval.max_examples = 16
+    c.data.num_train = 64
+    c.data.num_test = 16
+    c.model.hidden_size = 32
+    c.model.num_heads = 2
+    c.model.puzzle_emb_ndim = 32
+    c.model.halt_max_steps = 3
+    c.checkpoint.async_save = False
+    for k, v in overrides.items():
+        node = c
+        *path, last = k.split(".")
+        for p in path:
+            node = node[p]
+        node[last] = v
+    return c
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """One generated data set shared by the runs of this module (data.data_dir)."""
+    return str(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_dir):
+    workdir = str(tmp_path_factory.mktemp("run"))
+    summary = train_and_evaluate(tiny(**{"data.data_dir": data_dir}), workdir)
+    return workdir, summary
+
+
+def test_workdir_contents(trained):
+    workdir, summary = trained
+    for name in ("run.json", "metrics.jsonl", "summary.json"):
+        assert os.path.isfile(os.path.join(workdir, name)), name
+    assert os.listdir(os.path.join(workdir, "tb"))
+    with open(os.path.join(workdir, "summary.json")) as f:
+        on_disk = json.load(f)
+    assert on_disk["step"] == 6 and isinstance(on_disk["wall_s"], float)
+    for k in ("exact_accuracy", "accuracy", "q_halt_accuracy", "steps", "exact_accuracy_by_step"):
+        assert k in on_disk["eval"]
+    assert on_disk["eval"]["count"] == 16 and len(on_disk["eval"]["exact_accuracy_by_step"]) == 3
+    assert on_disk["eval"]["steps"] == 3.0  # evaluation runs the whole budget
+    assert len(on_disk["fingerprint"]) == 64
+    run = json.load(open(os.path.join(workdir, "run.json")))
+    assert run["seed"] == 0 and run["config"]["model"]["hidden_size"] == 32 and run["packages"]["jax"]
+    steps = sorted(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")) if s.isdigit())
+    assert steps == [3, 6]
+    lines = [json.loads(ln) for ln in open(os.path.join(workdir, "metrics.jsonl"))]
+    assert [ln["step"] for ln in lines if ln["kind"] == "train"] == [2, 4, 6]
+    assert lines[-1]["kind"] == "eval"
+
+
+def test_same_seed_same_fingerprint_and_metrics(trained, tmp_path, data_dir):
+    _, first = trained
+    second = train_and_evaluate(tiny(**{"data.data_dir": data_dir}), str(tmp_path / "again"))
+    assert second["fingerprint"] == first["fingerprint"]
+    assert second["eval"] == first["eval"]
+    assert second["train"] == {**first["train"], "examples_per_s": second["train"]["examples_per_s"]}
+    other = train_and_evaluate(tiny(seed=1, **{"data.data_dir": data_dir}), str(tmp_path / "seed1"))
+    assert other["fingerprint"] != first["fingerprint"]
+
+
+def test_resume_continues_the_same_run(trained, tmp_path, data_dir):
+    _, straight = trained
+    workdir = str(tmp_path / "resumed")
+    train_and_evaluate(tiny(total_steps=3, **{"data.data_dir": data_dir}), workdir)
+    resumed = train_and_evaluate(tiny(**{"data.data_dir": data_dir}), workdir)  # same command, longer run
+    assert resumed["step"] == 6
+    assert resumed["fingerprint"] == straight["fingerprint"]
+    run = json.load(open(os.path.join(workdir, "run.json")))
+    assert run["resumed_from_step"] == 3
+
+
+def test_resume_refuses_a_different_model(trained, tmp_path, data_dir):
+    workdir = str(tmp_path / "w")
+    train_and_evaluate(tiny(total_steps=3, **{"data.data_dir": data_dir}), workdir)
+    with pytest.raises(ValueError, match="different model config"):
+        train_and_evaluate(tiny(**{"data.data_dir": data_dir, "model.hidden_size": 16, "model.puzzle_emb_ndim": 16}),
+                           workdir)
+
+
+def test_episode_mode_and_hrm(tmp_path, data_dir):
+    s = train_and_evaluate(tiny(act_mode="episode", **{"data.data_dir": data_dir}), str(tmp_path / "ep"))
+    assert s["step"] == 6  # two episodes of halt_max_steps=3 optimizer steps
+    h = train_and_evaluate(tiny(hrm_sudoku, "cpu", **{"data.data_dir": data_dir}), str(tmp_path / "hrm"))
+    assert h["step"] == 6 and "q_continue_loss" in h["train"]
+
+
+def test_mismatched_model_and_data_is_a_named_error(tmp_path, data_dir):
+    with pytest.raises(ValueError, match="config.model.vocab_size=12"):
+        train_and_evaluate(tiny(**{"data.data_dir": data_dir, "model.vocab_size": 12}), str(tmp_path / "x"))
+
+
+def _run_main(args, cwd, timeout=600):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "launch.main", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def test_bad_csv_is_one_line_and_leaves_checkpoints_alone(trained, tmp_path):
+    workdir, _ = trained
+    ckpt = pathlib.Path(workdir, "checkpoints")
+    before = {p: p.stat().st_mtime_ns for p in ckpt.rglob("*")}
+    bad = tmp_path / "csv"
+    bad.mkdir()
+    good_row = ("x,{q},{a},0\n".format(
+        q="..3.2.6..9..3.5..1..18.64....81.29..7.......8..67.82....26.95..8..2.3..9..5.1.3..",
+        a="483921657967345821251876493548132976729564138136798245372689514814253769695417382"))
+    (bad / "train.csv").write_text("source,question,answer,rating\n" + good_row + good_row.replace("x,", "y,", 1)
+                                   .replace("..3.2", "4.3.2", 1))
+    (bad / "test.csv").write_text("source,question,answer,rating\n" + good_row.replace("0\n", "zero\n"))
+    res = _run_main(["--config=experiments/trm_sudoku.py:mlp,cpu", f"--workdir={workdir}",
+                     f"--config.data.path={bad}", "--config.data.num_train=1"], cwd=REPO)
+    assert res.returncode == 1
+    err_lines = [ln for ln in res.stderr.strip().splitlines() if ln.startswith("error:")]
+    assert len(err_lines) == 1 and "Traceback" not in res.stderr
+    assert ("test.csv:2" in err_lines[0]) or ("train.csv" in err_lines[0])
+    assert {p: p.stat().st_mtime_ns for p in ckpt.rglob("*")} == before
+
+
+def test_misspelt_override_lists_valid_keys(tmp_path):
+    res = _run_main(["--config=experiments/trm_sudoku.py:mlp,cpu", f"--workdir={tmp_path}",
+                     "--config.model.hiden_size=8"], cwd=REPO, timeout=120)
+    assert res.returncode != 0
+    assert "hidden_size" in res.stderr  # the did-you-mean / valid keys message
+
+
+def test_solver_reports_unsolved_puzzles_honestly(trained):
+    workdir, _ = trained
+    from recur_jax.solve import solve_puzzles
+
+    puzzle = "..3.2.6..9..3.5..1..18.64....81.29..7.......8..67.82....26.95..8..2.3..9..5.1.3.."
+    (result,) = solve_puzzles(workdir, puzzle)
+    text = result.render()
+    from recur_jax.data import sudoku
+
+    really_valid = bool(sudoku.is_valid_solution(result.answer)) and bool(
+        sudoku.is_consistent(result.question, result.answer))
+    assert result.valid == really_valid
+    assert ("NOT solved" in text) != really_valid
+    assert result.steps == 3 and 0.0 <= result.confidence <= 1.0
+
+
+def test_training_never_imports_tensorflow(trained):
+    assert "tensorflow" not in sys.modules
