@@ -21,6 +21,15 @@ def model_config(**overrides) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(values)
 
 
+def parse_args(arg: str | None, allowed: set[str], default: str, file: str) -> set[str]:
+    """The comma-separated args of `get_config(arg)`; unknown ones are an error naming the file."""
+    args = set(filter(None, (arg or default).split(",")))
+    unknown = args - allowed
+    if unknown:
+        raise ValueError(f"{file}: unknown args {sorted(unknown)}; valid: {sorted(allowed)}")
+    return args
+
+
 def base_config() -> ml_collections.ConfigDict:
     """Training defaults of the official code (cfg_pretrain.yaml, TRM.md 4.5); tasks override."""
     c = ml_collections.ConfigDict()

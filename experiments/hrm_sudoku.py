@@ -4,19 +4,10 @@ from experiments import common, sudoku_common
 
 
 def get_config(arg: str | None = None):
-    args = set(filter(None, (arg or "").split(",")))
-    unknown = args - {"cpu"}
-    if unknown:
-        raise ValueError(f"experiments/hrm_sudoku.py: unknown args {sorted(unknown)}; use [cpu]")
-    c = common.base_config()
-    c.data = sudoku_common.data_config()
-    c.total_steps = 26041  # int(20000 epochs * 1000 puzzles / 768)
-    c.eval_every = 2604  # every 2000 epochs
-    c.checkpoint_every = 2604
+    args = common.parse_args(arg, {"cpu"}, "", "experiments/hrm_sudoku.py")
+    # 20000 epochs of 1000 puzzles at batch 768; evaluation every 2000 epochs.
+    c = sudoku_common.paper_config(total_steps=26041, eval_every=2604)
     c.ema = False
-    c.optim.weight_decay = 1.0
-    c.optim.puzzle_emb_lr = 1e-4
-    c.optim.puzzle_emb_weight_decay = 1.0
     c.model = common.model_config(
         arch="hrm", vocab_size=11, seq_len=81, num_puzzle_identifiers=1, puzzle_emb_ndim=512, puzzle_emb_len=0,
         hidden_size=512, num_heads=8, expansion=4, H_cycles=2, L_cycles=2, H_layers=4, L_layers=4,

@@ -2,6 +2,8 @@
 
 import ml_collections
 
+from experiments import common
+
 
 def data_config() -> ml_collections.ConfigDict:
     """The official protocol, seeded: 1000 training puzzles subsampled, the full test set."""
@@ -15,6 +17,20 @@ def data_config() -> ml_collections.ConfigDict:
     d.seed = 0
     d.augment = True
     return d
+
+
+def paper_config(total_steps: int, eval_every: int) -> ml_collections.ConfigDict:
+    """The Sudoku settings both papers share: the official protocol, weight decay 1.0, puzzle-embedding
+    lr 1e-4 (TRM.md 5.1, HRM.md 5.2); evaluation and checkpoints every `eval_every` steps."""
+    c = common.base_config()
+    c.data = data_config()
+    c.total_steps = total_steps
+    c.eval_every = eval_every
+    c.checkpoint_every = eval_every
+    c.optim.weight_decay = 1.0
+    c.optim.puzzle_emb_lr = 1e-4
+    c.optim.puzzle_emb_weight_decay = 1.0
+    return c
 
 
 def cpu_overrides(c: ml_collections.ConfigDict) -> None:

@@ -11,18 +11,9 @@ from experiments import common, sudoku_common
 
 
 def get_config(arg: str | None = None):
-    args = set((arg or "mlp").split(","))
-    unknown = args - {"mlp", "att", "cpu"}
-    if unknown:
-        raise ValueError(f"experiments/trm_sudoku.py: unknown args {sorted(unknown)}; use mlp|att[,cpu]")
-    c = common.base_config()
-    c.data = sudoku_common.data_config()
-    c.total_steps = 65104  # int(50000 epochs * 1000 puzzles / 768)
-    c.eval_every = 6510  # every 5000 epochs
-    c.checkpoint_every = 6510
-    c.optim.weight_decay = 1.0
-    c.optim.puzzle_emb_lr = 1e-4
-    c.optim.puzzle_emb_weight_decay = 1.0
+    args = common.parse_args(arg, {"mlp", "att", "cpu"}, "mlp", "experiments/trm_sudoku.py")
+    # int(50000 epochs * 1000 puzzles / 768); evaluation every 5000 epochs.
+    c = sudoku_common.paper_config(total_steps=65104, eval_every=6510)
     att = "att" in args
     c.model = common.model_config(
         arch="trm", vocab_size=11, seq_len=81, num_puzzle_identifiers=1, puzzle_emb_ndim=512, puzzle_emb_len=16,

@@ -373,3 +373,25 @@ def test_act_loss_unknown_loss_type_raises():
     with pytest.raises(ValueError, match="loss_type"):
         act_loss(jnp.asarray(logits), jnp.asarray(LABELS), jnp.asarray(Q_HALT), jnp.asarray(Q_CONTINUE),
                  jnp.asarray(HALTED), jnp.asarray(STEPS), loss_type="focal")
+
+
+def test_row_weight_zero_removes_a_row_from_loss_and_metrics():
+    from recur_jax.losses import act_loss
+
+    rng = np.random.default_rng(7)
+    B, S, V = 4, 6, 5
+    logits = jnp.asarray(rng.standard_normal((B, S, V)), jnp.float32)
+    labels = jnp.asarray(rng.integers(0, V, (B, S)), jnp.int32)
+    q_halt = jnp.asarray(rng.standard_normal(B), jnp.float32)
+    q_cont = jnp.asarray(rng.standard_normal(B), jnp.float32)
+    halted = jnp.ones((B,), bool)
+    steps = jnp.full((B,), 2, jnp.int32)
+    target = jnp.asarray(rng.uniform(size=B), jnp.float32)
+    w = jnp.array([1.0, 0.0, 1.0, 1.0])
+    loss_w, m_w = act_loss(logits, labels, q_halt, q_cont, halted, steps, target, row_weight=w)
+    keep = np.array([0, 2, 3])
+    loss_k, m_k = act_loss(logits[keep], labels[keep], q_halt[keep], q_cont[keep], halted[keep], steps[keep],
+                           target[keep])
+    np.testing.assert_allclose(float(loss_w), float(loss_k), rtol=1e-6)
+    for k in m_k:
+        np.testing.assert_allclose(float(m_w[k]), float(m_k[k]), rtol=1e-6, err_msg=k)
