@@ -39,6 +39,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.checkpoint_every = 6510  # steps between checkpoints (0: only at the end)
     c.log_every = 50
     c.global_batch_size = 768
+    c.microbatches = 1  # >1: gradients accumulated over row chunks of the batch (memory; exploration draws differ)
     c.act_mode = "streaming"  # "streaming" (official carry across steps) or "episode" (one batch, all steps)
 
     c.optim = ml_collections.ConfigDict()

@@ -135,11 +135,44 @@ def make_train_step(graphdef: nnx.GraphDef, config: ml_collections.ConfigDict, m
         return state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema,
                              puzzle_table=table, puzzle_opt_state=pe_state, carry=carry)
 
+    k = int(config.microbatches)
+    if k < 1 or config.global_batch_size % k:
+        raise ValueError(f"config.microbatches={k}: expected a divisor of global_batch_size="
+                         f"{config.global_batch_size}")
+
+    def grads_of(state: TrainState, carry, batch, rng, row_weight):
+        loss, carry, _, metrics, grads, pz = act.act_train_grads(
+            graphdef, state.params, state.buffers, state.puzzle_table, carry, batch, rng,
+            loss_scale=scale, row_weight=row_weight)
+        return (loss, metrics, grads), (carry, pz)
+
+    def split(x):  # [B, ...] -> [k, B/k, ...]; microbatch i holds rows i, i+k, ... (no resharding)
+        return x.reshape((x.shape[0] // k, k) + x.shape[1:]).swapaxes(0, 1)
+
+    def merge(x):  # the inverse of split
+        return x.swapaxes(0, 1).reshape((-1,) + x.shape[2:])
+
+    def microbatched(state: TrainState, batch: act.Batch, rng, row_weight):
+        """Gradients summed over k row chunks computed one after another (less memory, same sums)."""
+        if k == 1:
+            return grads_of(state, state.carry, batch, rng, row_weight)
+        weight = jnp.ones(batch["inputs"].shape[:1], jnp.float32) if row_weight is None else row_weight
+        xs = jax.tree_util.tree_map(split, (state.carry, batch, weight))
+
+        def body(acc, args):
+            i, (carry_i, batch_i, w_i) = args
+            out, rest = grads_of(state, carry_i, batch_i, jax.random.fold_in(rng, i), w_i)
+            return jax.tree_util.tree_map(jnp.add, acc, out), rest
+
+        carry0, batch0, w0 = jax.tree_util.tree_map(lambda x: x[0], xs)
+        first = jax.eval_shape(lambda: grads_of(state, carry0, batch0, rng, w0)[0])
+        zeros = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), first)
+        acc, rest = jax.lax.scan(body, zeros, (jnp.arange(k), xs))
+        return acc, jax.tree_util.tree_map(merge, rest)
+
     def one_step(state: TrainState, batch: act.Batch, row_weight=None):
         rng = jax.random.fold_in(jax.random.fold_in(root, state.step), PURPOSE_HALT)
-        loss, carry, _, metrics, grads, pz = act.act_train_grads(
-            graphdef, state.params, state.buffers, state.puzzle_table, state.carry, batch, rng,
-            loss_scale=scale, row_weight=row_weight)
+        (loss, metrics, grads), (carry, pz) = microbatched(state, batch, rng, row_weight)
         metrics = dict(metrics, loss=loss, lr=optim.scheduled_lr(lr_schedule, state.step + 1))
         return apply_grads(state, grads, pz, carry), metrics
 

@@ -167,3 +167,33 @@ def test_solver_reports_unsolved_puzzles_honestly(trained):
 
 def test_training_never_imports_tensorflow(trained):
     assert "tensorflow" not in sys.modules
+
+
+def test_microbatching_gives_the_same_step():
+    import jax
+    import numpy as np
+
+    from recur_jax import train
+    from recur_jax.models import ModelConfig
+
+    results = []
+    for k in (1, 4):
+        c = tiny(microbatches=k, **{"model.halt_exploration_prob": 0.0})
+        mc = ModelConfig.from_dict(c.model.to_dict())
+        rng = np.random.default_rng(0)
+        batch = {"inputs": rng.integers(1, 11, (8, 81)).astype(np.int32),
+                 "labels": rng.integers(2, 11, (8, 81)).astype(np.int32),
+                 "puzzle_identifiers": np.zeros((8,), np.int32)}
+        graphdef, state = train.init_train_state(c, mc, batch)
+        step = jax.jit(train.make_train_step(graphdef, c, mc))
+        for _ in range(2):
+            state, metrics = step(state, batch)
+        results.append((state, metrics))
+    (s1, m1), (s4, m4) = results
+    for a, b in zip(jax.tree_util.tree_leaves((s1.params, s1.puzzle_table, s1.carry)),
+                    jax.tree_util.tree_leaves((s4.params, s4.puzzle_table, s4.carry))):
+        np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32), rtol=2e-4, atol=2e-5)
+    for key in m1:
+        np.testing.assert_allclose(float(m1[key]), float(m4[key]), rtol=1e-4, err_msg=key)
+    with pytest.raises(ValueError, match="microbatches"):
+        train.make_train_step(graphdef, tiny(microbatches=3), mc)
