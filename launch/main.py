@@ -17,7 +17,24 @@ import experiments
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(experiments.__file__), "trm_sudoku.py") + ":mlp,cpu"
 
-config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Experiment config file[:args].", lock_config=True)
+
+
+def _one_line(e: BaseException) -> str:
+    """The final message of a config error (config_flags embeds tracebacks and escaped newlines)."""
+    text = " ".join(str(e).replace("\\n", " ").split()).strip("'\"")
+    for marker in ("ValueError: ", "KeyError: ", "AttributeError: ", "FileNotFoundError: ", "TypeError: "):
+        if marker in text:
+            text = text.rsplit(marker, 1)[1]
+    return text
+
+
+try:  # the default config is parsed here, with the --config.KEY overrides of the command line
+    config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Experiment config file[:args].", lock_config=True)
+except (AttributeError, KeyError, ValueError, TypeError, OSError, flags.Error) as _e:
+    if "--traceback" in sys.argv:
+        raise
+    print(f"error: invalid --config override: {_one_line(_e)}", file=sys.stderr)
+    sys.exit(2)
 flags.DEFINE_string("workdir", "runs/trm_sudoku_cpu", "Output directory (checkpoints, metrics, summary).")
 flags.DEFINE_bool("traceback", False, "Show the full traceback for configuration and data errors.")
 
@@ -38,6 +55,17 @@ def print_summary(summary: dict) -> None:
     print(f"\nheld-out exact accuracy: {ev.get('exact_accuracy', 0):.4f}")
 
 
+def parse_flags(argv):
+    """absl flag parsing with errors (a missing config file, bad args) as one line."""
+    try:
+        return flags.FLAGS(argv)
+    except (flags.Error, AttributeError, KeyError, ValueError, TypeError, OSError) as e:
+        if "--traceback" in argv:
+            raise
+        print(f"error: invalid flags: {_one_line(e)}", file=sys.stderr)
+        sys.exit(2)
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -48,12 +76,23 @@ def main(argv):
     from recur_jax.train import TrainingDiverged, train_and_evaluate
 
     try:
-        summary = train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
+        config = flags.FLAGS.config  # overrides are applied here
+    except (AttributeError, KeyError, ValueError, TypeError) as e:
+        if flags.FLAGS.traceback:
+            raise
+        print(f"error: invalid --config override: {_one_line(e)}", file=sys.stderr)
+        return 2
+    try:
+        summary = train_and_evaluate(config, flags.FLAGS.workdir)
     except (ValueError, FileNotFoundError, TrainingDiverged, CheckpointError) as e:
         if flags.FLAGS.traceback:
             raise
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"interrupted; run the same command again to resume from the last checkpoint in "
+              f"{flags.FLAGS.workdir}", file=sys.stderr)
+        return 130
     import jax
 
     if jax.process_index() == 0:
@@ -62,4 +101,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

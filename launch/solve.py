@@ -20,13 +20,17 @@ flags.DEFINE_integer("checkpoint_step", None, "Checkpoint step to load (default:
 def main(argv):
     if len(argv) != 2:
         raise app.UsageError("give one puzzle (81 characters, '.' or '0' for blanks) or a file of puzzles")
+    from recur_jax.checkpoint import CheckpointError
     from recur_jax.solve import SolveError, solve_puzzles
 
     try:
         results = solve_puzzles(flags.FLAGS.workdir, argv[1], steps=flags.FLAGS.steps,
                                 checkpoint_step=flags.FLAGS.checkpoint_step)
-    except (SolveError, FileNotFoundError, ValueError) as e:
+    except (SolveError, FileNotFoundError, ValueError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    if not results:
+        print("error: no puzzles in the input", file=sys.stderr)
         return 1
     solved = 0
     for r in results:

@@ -70,21 +70,39 @@ class Checkpointer:
             none of them can be read (starting over would let the keep policy delete them).
         """
         candidates = [step] if step is not None else list(reversed(self.steps()))
+        unreadable = []
         for s in candidates:
             try:
                 restored = self._manager.restore(s, args=ocp.args.Composite(
                     state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+                if unreadable:
+                    self._set_aside(unreadable)
                 return s, restored.state, dict(restored.meta)
             except Exception as e:  # noqa: BLE001 - any failure to read means "try the previous one"
                 msg = f"checkpoint step {s} in {self.directory} cannot be restored ({type(e).__name__}: {e})"
                 if step is not None:
                     raise CheckpointError(msg) from e
+                unreadable.append(s)
                 log.warning("%s; trying the previous one", msg)
                 print(f"warning: {msg}; trying the previous one")
         if candidates:
             raise CheckpointError(f"none of the checkpoints {candidates} in {self.directory} can be restored; "
                                f"move them away or use a new workdir")
         return None
+
+    def _set_aside(self, steps: list[int]) -> None:
+        """Moves unreadable newer checkpoints to `<dir>/unreadable/<step>` (kept for inspection, never
+        deleted), so that the resumed run can write those steps again."""
+        target = os.path.join(self.directory, "unreadable")
+        os.makedirs(target, exist_ok=True)
+        for s in steps:
+            dst = os.path.join(target, str(s))
+            n = 1
+            while os.path.exists(dst):
+                dst, n = os.path.join(target, f"{s}.{n}"), n + 1
+            os.rename(os.path.join(self.directory, str(s)), dst)
+            print(f"warning: moved unreadable checkpoint {s} to {dst}")
+        self._manager.reload()
 
     def wait(self) -> None:
         """Blocks until pending asynchronous saves are committed."""

@@ -36,6 +36,8 @@ def _rel(ours: np.ndarray, ref: np.ndarray) -> float:
     ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
     if ours.shape != ref.shape:
         raise ValueError(f"shape mismatch: ours {ours.shape} vs reference {ref.shape}")
+    if not (np.all(np.isfinite(ours)) and np.all(np.isfinite(ref))):
+        return float("inf")  # NaN/Inf anywhere is a failure, never a small error
     scale = float(np.max(np.abs(ref))) if ref.size else 0.0
     err = float(np.max(np.abs(ours - ref))) if ref.size else 0.0
     return err / scale if scale > 0 else err

@@ -255,8 +255,16 @@ class _RunLog:
         if not active:
             return
         if os.path.exists(self.path):  # a resumed run replays the steps after its checkpoint
+            kept = []
             with open(self.path) as f:
-                kept = [ln for ln in f if ln.strip() and json.loads(ln).get("step", 0) <= restored_step]
+                for ln in f:
+                    if not ln.strip():
+                        continue
+                    try:
+                        if json.loads(ln).get("step", 0) <= restored_step:
+                            kept.append(ln if ln.endswith("\n") else ln + "\n")
+                    except json.JSONDecodeError:  # a line torn by a kill or a full disk: dropped
+                        print(f"warning: {self.path}: dropping an unreadable line: {ln[:60]!r}")
             with open(self.path + ".tmp", "w") as f:
                 f.writelines(kept)
             os.replace(self.path + ".tmp", self.path)
@@ -280,6 +288,51 @@ class _RunLog:
     def close(self):
         if self.tb is not None:
             self.tb.close()
+
+
+def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
+    """Checks every training field before anything is built or written.
+
+    Raises:
+      ValueError: naming the first invalid field (`config.<name>=<value>: expected ...`).
+    """
+    def bad(name: str, value: Any, expected: str):
+        raise ValueError(f"config.{name}={value!r}: expected {expected}")
+
+    for name in ("total_steps", "global_batch_size", "log_every", "microbatches"):
+        if int(config[name]) < 1:
+            bad(name, config[name], "an integer >= 1")
+    for name in ("eval_every", "checkpoint_every"):
+        if int(config[name]) < 0:
+            bad(name, config[name], "an integer >= 0 (0: only at the end)")
+    if config.global_batch_size % num_devices:
+        bad("global_batch_size", config.global_batch_size, f"a multiple of the {num_devices} devices")
+    if config.act_mode not in ("streaming", "episode"):
+        bad("act_mode", config.act_mode, "'streaming' or 'episode'")
+    if config.global_batch_size % config.microbatches:
+        bad("microbatches", config.microbatches, f"a divisor of global_batch_size={config.global_batch_size}")
+    if not 0.0 <= float(config.ema_rate) <= 1.0:
+        bad("ema_rate", config.ema_rate, "a number in [0, 1]")
+    o = config.optim
+    for name in ("lr", "puzzle_emb_lr", "weight_decay", "puzzle_emb_weight_decay", "lr_warmup_steps"):
+        if float(o[name]) < 0:
+            bad(f"optim.{name}", o[name], "a number >= 0")
+    if not 0.0 <= float(o.lr_min_ratio) <= 1.0:
+        bad("optim.lr_min_ratio", o.lr_min_ratio, "a number in [0, 1]")
+    for name in ("beta1", "beta2"):
+        if not 0.0 <= float(o[name]) < 1.0:
+            bad(f"optim.{name}", o[name], "a number in [0, 1)")
+    for name in ("halt_max_steps", "global_batch_size", "max_examples"):
+        if int(config.eval[name]) < 0:
+            bad(f"eval.{name}", config.eval[name], "an integer >= 0 (0: the default)")
+    if config.eval.global_batch_size and config.eval.global_batch_size % num_devices:
+        bad("eval.global_batch_size", config.eval.global_batch_size, f"a multiple of the {num_devices} devices")
+    if int(config.checkpoint.keep) < 1:
+        bad("checkpoint.keep", config.checkpoint.keep, "an integer >= 1")
+    for name in ("num_train", "num_test"):
+        if name in config.data and int(config.data[name]) < (1 if name == "num_train" else 0):
+            bad(f"data.{name}", config.data[name], "a positive integer" if name == "num_train" else ">= 0")
+    ModelConfig.from_dict(config.model.to_dict())  # validates the model fields, naming them
 
 
 def _resolve(config: ml_collections.ConfigDict, task: Task) -> tuple[ml_collections.ConfigDict, ModelConfig]:
@@ -311,18 +364,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     """
     t_start = time.time()
     workdir = os.path.abspath(workdir)
-    for name in ("total_steps", "global_batch_size"):
-        if config[name] < 1:
-            raise ValueError(f"config.{name}={config[name]}: expected an integer >= 1")
     n_dev, n_proc, pid = jax.device_count(), jax.process_count(), jax.process_index()
-    if config.global_batch_size % n_dev:
-        raise ValueError(f"config.global_batch_size={config.global_batch_size} is not divisible by the "
-                         f"{n_dev} devices")
+    validate_config(config, n_dev)
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise ValueError(f"--workdir={workdir} exists and is not a directory")
     task = build_task(config.data, workdir)  # validates the data before anything else is written
     config, model_cfg = _resolve(config, task)
-    if config.eval.global_batch_size % n_dev:
-        raise ValueError(f"config.eval.global_batch_size={config.eval.global_batch_size} is not divisible by the "
-                         f"{n_dev} devices")
 
     mesh = Mesh(np.asarray(jax.devices()), ("data",))
     replicated = NamedSharding(mesh, P())
@@ -348,10 +395,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             saved = checkpointer.read_meta(s).get("config", {})
         except Exception:  # noqa: BLE001 - an unreadable record is handled by restore() below
             continue
-        for key in ("model", "data"):
-            if saved.get(key) is not None and saved[key] != config[key].to_dict():
-                raise ValueError(f"{checkpointer.directory}: checkpoint {s} was written with a different {key} "
-                                 f"config; use a new --workdir")
+        for key in ("model", "data", "global_batch_size", "ema", "seed"):
+            now = config[key].to_dict() if isinstance(config[key], ml_collections.ConfigDict) else config[key]
+            if key in saved and saved[key] != now:
+                raise ValueError(f"{checkpointer.directory}: checkpoint {s} was written with a different "
+                                 f"config.{key}; resuming needs the same one (or use a new --workdir)")
         break
     restored = checkpointer.restore(abstract_like(state))
     start_step = 0
@@ -359,6 +407,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         start_step, state, _ = restored
         print(f"Resuming from step {start_step} ({checkpointer.directory})")
 
+    step_fn = jax.jit(make_train_step(graphdef, config, model_cfg), in_shardings=(shardings, by_row),
+                      out_shardings=(shardings, replicated), donate_argnums=(0,))
     os.makedirs(workdir, exist_ok=True)
     is_main = pid == 0
     if is_main:
@@ -372,8 +422,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             json.dump(run, f, indent=2, default=str)
     runlog = _RunLog(workdir, start_step, is_main)
 
-    step_fn = jax.jit(make_train_step(graphdef, config, model_cfg), in_shardings=(shardings, by_row),
-                      out_shardings=(shardings, replicated), donate_argnums=(0,))
     eval_steps = int(config.eval.halt_max_steps)
     eval_fn = jax.jit(lambda p, b, t, batch: evaluate.eval_batch(graphdef, p, b, t, batch, eval_steps))
     max_eval = config.eval.max_examples or None

@@ -98,7 +98,7 @@ def test_resume_continues_the_same_run(trained, tmp_path, data_dir):
 def test_resume_refuses_a_different_model(trained, tmp_path, data_dir):
     workdir = str(tmp_path / "w")
     train_and_evaluate(tiny(total_steps=3, **{"data.data_dir": data_dir}), workdir)
-    with pytest.raises(ValueError, match="different model config"):
+    with pytest.raises(ValueError, match="different config.model"):
         train_and_evaluate(tiny(**{"data.data_dir": data_dir, "model.hidden_size": 16, "model.puzzle_emb_ndim": 16}),
                            workdir)
 
@@ -197,3 +197,21 @@ def test_microbatching_gives_the_same_step():
         np.testing.assert_allclose(float(m1[key]), float(m4[key]), rtol=1e-4, err_msg=key)
     with pytest.raises(ValueError, match="microbatches"):
         train.make_train_step(graphdef, tiny(microbatches=3), mc)
+
+
+def test_a_truncated_newest_checkpoint_falls_back_and_the_run_completes(trained, tmp_path, data_dir):
+    import shutil
+
+    workdir, straight = trained
+    copy = tmp_path / "corrupt"
+    shutil.copytree(workdir, copy)
+    for f in (copy / "checkpoints" / "6").rglob("*"):
+        if f.is_file() and f.stat().st_size > 16 and "ocdbt" in str(f):
+            with open(f, "r+b") as fh:
+                fh.truncate(10)
+    with open(copy / "metrics.jsonl", "a") as fh:
+        fh.write('{"kind": "train", "step": 5, "cou')  # a line torn by a kill
+    summary = train_and_evaluate(tiny(**{"data.data_dir": data_dir}), str(copy))
+    assert summary["step"] == 6 and summary["fingerprint"] == straight["fingerprint"]
+    assert (copy / "checkpoints" / "unreadable" / "6").is_dir()  # kept, not deleted
+    assert all(json.loads(ln) for ln in open(copy / "metrics.jsonl"))

@@ -117,6 +117,10 @@ class ModelConfig:
             bad("H_layers", "an integer >= 1 (the baseline's depth)")
         if self.mlp_t and self.pos_encodings == "rope":
             bad("pos_encodings", "'none' or 'learned' when mlp_t=True (the reference turns RoPE off)")
+        if self.puzzle_emb_ndim > self.prefix_len * self.hidden_size:
+            bad("puzzle_emb_len", f"0 or at least ceil(puzzle_emb_ndim / hidden_size) = "
+                f"{math.ceil(self.puzzle_emb_ndim / self.hidden_size)} (puzzle_emb_ndim={self.puzzle_emb_ndim} "
+                f"must fit in puzzle_emb_len * hidden_size)")
         if not 0.0 <= self.halt_exploration_prob <= 1.0:
             bad("halt_exploration_prob", "a probability in [0, 1]")
 
