@@ -33,7 +33,7 @@ try:  # the default config is parsed here, with the --config.KEY overrides of th
 except (AttributeError, KeyError, ValueError, TypeError, OSError, flags.Error) as _e:
     if "--traceback" in sys.argv:
         raise
-    print(f"error: invalid --config override: {_one_line(_e)}", file=sys.stderr)
+    print(f"error: invalid --config or override: {_one_line(_e)}", file=sys.stderr)
     sys.exit(2)
 flags.DEFINE_string("workdir", "runs/trm_sudoku_cpu", "Output directory (checkpoints, metrics, summary).")
 flags.DEFINE_bool("traceback", False, "Show the full traceback for configuration and data errors.")
@@ -77,10 +77,11 @@ def main(argv):
 
     try:
         config = flags.FLAGS.config  # overrides are applied here
-    except (AttributeError, KeyError, ValueError, TypeError) as e:
+        _ = config.total_steps  # a config file that failed to load raises only when read
+    except (AttributeError, KeyError, ValueError, TypeError, OSError) as e:
         if flags.FLAGS.traceback:
             raise
-        print(f"error: invalid --config override: {_one_line(e)}", file=sys.stderr)
+        print(f"error: invalid --config or override: {_one_line(e)}", file=sys.stderr)
         return 2
     try:
         summary = train_and_evaluate(config, flags.FLAGS.workdir)

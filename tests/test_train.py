@@ -145,8 +145,11 @@ def test_bad_csv_is_one_line_and_leaves_checkpoints_alone(trained, tmp_path):
 def test_misspelt_override_lists_valid_keys(tmp_path):
     res = _run_main(["--config=experiments/trm_sudoku.py:mlp,cpu", f"--workdir={tmp_path}",
                      "--config.model.hiden_size=8"], cwd=REPO, timeout=120)
-    assert res.returncode != 0
-    assert "hidden_size" in res.stderr  # the did-you-mean / valid keys message
+    assert res.returncode == 2
+    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "hidden_size" in errors[0] and "Traceback" not in res.stderr
+    missing = _run_main(["--config=experiments/no_such_file.py", f"--workdir={tmp_path}"], cwd=REPO, timeout=120)
+    assert missing.returncode == 2 and "no_such_file.py" in missing.stderr and "Traceback" not in missing.stderr
 
 
 def test_solver_reports_unsolved_puzzles_honestly(trained):
