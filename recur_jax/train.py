@@ -411,12 +411,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                       out_shardings=(shardings, replicated), donate_argnums=(0,))
     os.makedirs(workdir, exist_ok=True)
     is_main = pid == 0
+    num_params = count_params(nnx.merge(graphdef, state.params, state.buffers))
     if is_main:
         run = {"config": config.to_dict(), "git_hash": _git_hash(), "packages": _package_versions(),
                "python": platform.python_version(), "devices": {"count": n_dev, "process_count": n_proc,
                                                                  "kind": jax.devices()[0].device_kind,
                                                                  "platform": jax.devices()[0].platform},
-               "mesh": dict(mesh.shape), "seed": config.seed, "num_params": count_params(nnx.merge(graphdef, state.params, state.buffers)),
+               "mesh": dict(mesh.shape), "seed": config.seed, "num_params": num_params,
                "data": task.describe, "resumed_from_step": start_step}
         with open(os.path.join(workdir, "run.json"), "w") as f:
             json.dump(run, f, indent=2, default=str)
@@ -512,8 +513,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         last_eval = run_eval(state)
         runlog.write("eval", final_step, last_eval)
         summary = {"step": final_step, "wall_s": time.time() - t_start, "eval": last_eval, "train": last_train,
-                   "fingerprint": fingerprint(state), "num_params": count_params(nnx.merge(graphdef, state.params,
-                                                                                            state.buffers)),
+                   "fingerprint": fingerprint(state), "num_params": num_params,
                    "data": task.describe}
         if is_main:
             with open(os.path.join(workdir, "summary.json"), "w") as f:
