@@ -125,17 +125,21 @@ def launch(args: Sequence[str], *, num_processes: int, devices_per_process: int,
     return code
 
 
-_NUM = flags.DEFINE_integer("num_processes", 2, "N: processes to start.")
-_DEV = flags.DEFINE_integer("devices_per_process", 2, "M: fake CPU devices per process.")
-_MODULE = flags.DEFINE_string("module", "launch.main", "The module each process runs (python -m).")
-_PORT = flags.DEFINE_integer("port", None, "Coordinator port on 127.0.0.1 (default: a free one).")
-_TIMEOUT = flags.DEFINE_float("timeout", None, "Kill every process after this many seconds.")
+def define_flags() -> None:
+    """The command-line flags (defined only when run as a program, so the module imports cleanly)."""
+    flags.DEFINE_integer("num_processes", 2, "N: processes to start.")
+    flags.DEFINE_integer("devices_per_process", 2, "M: fake CPU devices per process.")
+    flags.DEFINE_string("module", "launch.main", "The module each process runs (python -m).")
+    flags.DEFINE_integer("port", None, "Coordinator port on 127.0.0.1 (default: a free one).")
+    flags.DEFINE_float("timeout", None, "Kill every process after this many seconds.")
 
 
 def main(argv):
-    return launch(argv[1:], num_processes=_NUM.value, devices_per_process=_DEV.value, module=_MODULE.value,
-                  port=_PORT.value, timeout=_TIMEOUT.value)
+    f = flags.FLAGS
+    return launch(argv[1:], num_processes=f.num_processes, devices_per_process=f.devices_per_process, module=f.module,
+                  port=f.port, timeout=f.timeout)
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

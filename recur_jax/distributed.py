@@ -5,8 +5,8 @@ One process (the default) needs nothing. Several processes are recognised, in th
   1. explicit values (the `--coordinator_address`, `--num_processes`, `--process_id` flags of
      `launch.main`, or the environment variables JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES,
      JAX_PROCESS_ID, which `launch.local_multiprocess` sets);
-  2. a SLURM job step with more than one task (SLURM_NTASKS > 1; JAX reads the node list, task id
-     and local id itself: `launch.slurm` writes such a job);
+  2. a SLURM job step (inside `srun`) with more than one task (SLURM_NTASKS > 1; JAX reads
+     SLURM_STEP_NODELIST, SLURM_PROCID and SLURM_LOCALID itself: `launch.slurm` writes such a job);
   3. a Cloud TPU pod slice (TPU_WORKER_HOSTNAMES lists more than one worker, or `--distributed=tpu`;
      JAX reads the TPU metadata: `launch.tpu` starts one process per worker).
 
@@ -72,11 +72,13 @@ def plan(mode: str = "auto", coordinator_address: str | None = None, num_process
             raise ValueError(f"--process_id={process_id} with --num_processes={num_processes}: expected "
                              f"0 <= process_id < num_processes")
         return Plan("explicit", addr, num_processes, process_id)
-    slurm = int(env.get("SLURM_NTASKS", "1")) > 1 and "SLURM_JOB_ID" in env
+    step_vars = ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_LOCALID")
+    slurm = int(env.get("SLURM_NTASKS", "1")) > 1 and all(v in env for v in step_vars)
     if mode == "slurm" or (mode == "auto" and slurm):
-        if "SLURM_JOB_ID" not in env or "SLURM_PROCID" not in env:
-            raise ValueError("--distributed=slurm outside a SLURM job step (SLURM_JOB_ID / SLURM_PROCID unset; "
-                             "start it with srun)")
+        missing = [v for v in step_vars if v not in env]
+        if missing:
+            raise ValueError(f"--distributed=slurm outside a SLURM job step ({', '.join(missing)} unset; "
+                             f"start it with srun)")
         return Plan("slurm")
     tpu_pod = env.get("TPU_WORKER_HOSTNAMES", "").count(",") > 0
     if mode == "tpu" or (mode == "auto" and tpu_pod):

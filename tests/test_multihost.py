@@ -83,7 +83,8 @@ def test_checkpoints_restore_across_process_counts(runs, direction):
 
 
 def test_process_env_and_plan():
-    env = local_multiprocess.process_env(1, 2, 3, 12345, base={"XLA_FLAGS": "--xla_force_host_platform_device_count=8 --foo"})
+    base = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8 --foo"}
+    env = local_multiprocess.process_env(1, 2, 3, 12345, base=base)
     assert env["JAX_COORDINATOR_ADDRESS"] == "127.0.0.1:12345" and env["JAX_NUM_PROCESSES"] == "2"
     assert env["JAX_PROCESS_ID"] == "1" and env["JAX_PLATFORMS"] == "cpu"
     assert env["XLA_FLAGS"] == "--foo --xla_force_host_platform_device_count=3"
@@ -96,8 +97,12 @@ def test_process_env_and_plan():
     assert plan("auto", "h:1", 4, 2, environ={}) == distributed.Plan("explicit", "h:1", 4, 2)
     assert plan(environ={"JAX_COORDINATOR_ADDRESS": "h:2", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "0"}
                 ) == distributed.Plan("explicit", "h:2", 2, 0)
-    assert plan(environ={"SLURM_JOB_ID": "7", "SLURM_NTASKS": "4", "SLURM_PROCID": "1"}).method == "slurm"
-    assert plan(environ={"SLURM_JOB_ID": "7", "SLURM_NTASKS": "1", "SLURM_PROCID": "0"}).method == "none"
+    step = {"SLURM_JOB_ID": "7", "SLURM_STEP_NODELIST": "n1,n2", "SLURM_NTASKS": "4", "SLURM_PROCID": "1",
+            "SLURM_LOCALID": "1"}
+    assert plan(environ=step).method == "slurm"
+    assert plan(environ=dict(step, SLURM_NTASKS="1")).method == "none"
+    batch_script = {k: v for k, v in step.items() if k != "SLURM_STEP_NODELIST"}  # sbatch, not srun
+    assert plan(environ=batch_script).method == "none"
     assert plan(environ={"TPU_WORKER_HOSTNAMES": "a,b,c,d"}).method == "tpu"
     assert plan("tpu", environ={}).method == "tpu"
     assert plan("none", "h:1", 2, 0, environ={}).method == "none"
@@ -107,8 +112,8 @@ def test_process_env_and_plan():
         plan("auto", "h:1", 2, None, environ={})
     with pytest.raises(ValueError, match="0 <= process_id < num_processes"):
         plan("auto", "h:1", 2, 2, environ={})
-    with pytest.raises(ValueError, match="outside a SLURM job step"):
-        plan("slurm", environ={})
+    with pytest.raises(ValueError, match="outside a SLURM job step .*SLURM_STEP_NODELIST"):
+        plan("slurm", environ=batch_script)
     with pytest.raises(ValueError, match="--distributed='mpi'"):
         plan("mpi", environ={})
 
