@@ -244,6 +244,29 @@ def param_shardings(tree: Any, mesh: Mesh, config: ml_collections.ConfigDict) ->
         tree)
 
 
+def compute_shardings(param_sh: Any) -> Any:
+    """The parameters' shardings for computing: `param_sh` with the `fsdp` axis removed.
+
+    FSDP here means: parameters, optimizer moments and EMA are *stored* sharded over `fsdp`; at the
+    start of a step the parameters are all-gathered over `fsdp` (kept sharded over `model`), the
+    forward/backward runs data-parallel over the rows, the gradients are summed over the rows in
+    the same layout, and each device updates only its stored shard (optimizer maths on 1/fsdp of
+    the parameters). `train.make_train_step` constrains parameters and gradients to these
+    shardings; without that XLA may reshard the [B, L, D] activations to match the weights
+    instead (slow: "involuntary full rematerialization"). The transient full copy of parameters
+    and gradients is small for these models (tens of MB at most).
+    """
+    def drop_fsdp(sh: NamedSharding) -> NamedSharding:
+        entries = []
+        for e in sh.spec:
+            axes = () if e is None else ((e,) if isinstance(e, str) else tuple(e))
+            axes = tuple(a for a in axes if a != "fsdp")
+            entries.append(None if not axes else (axes[0] if len(axes) == 1 else axes))
+        return NamedSharding(sh.mesh, P(*entries))
+
+    return jax.tree_util.tree_map(drop_fsdp, param_sh, is_leaf=lambda x: isinstance(x, NamedSharding))
+
+
 def padded_puzzle_rows(num_ids: int, config: ml_collections.ConfigDict) -> int:
     """Rows of the puzzle table: `num_ids` rounded up to `sharding.puzzle_rows_multiple` when it exceeds it.
 
@@ -413,7 +436,7 @@ def describe(mesh: Mesh, shardings: Any, abstract: Any) -> dict[str, str]:
     return out
 
 
-__all__ = ["DEFAULT_LOGICAL_AXIS_RULES", "DEFAULT_PARAM_RULES", "MESH_AXES", "batch_row_shards", "batch_sharding",
-           "validate", "check_process_rows", "barrier", "describe", "init_sharded", "make_mesh", "mesh_config", "mesh_shape",
-           "padded_puzzle_rows", "param_shardings", "param_spec", "put_local_batch", "resolve_spec",
-           "sharding_config", "state_shardings", "to_host"]
+__all__ = ["DEFAULT_LOGICAL_AXIS_RULES", "DEFAULT_PARAM_RULES", "MESH_AXES", "barrier", "batch_row_shards",
+           "batch_sharding", "check_process_rows", "compute_shardings", "describe", "init_sharded", "make_mesh",
+           "mesh_config", "mesh_shape", "padded_puzzle_rows", "param_shardings", "param_spec", "put_local_batch",
+           "resolve_spec", "sharding_config", "state_shardings", "to_host", "validate"]

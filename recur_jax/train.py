@@ -116,11 +116,14 @@ def init_train_state(config: ml_collections.ConfigDict, model_cfg: ModelConfig, 
     return graphdef, state
 
 
-def make_train_step(graphdef: nnx.GraphDef, config: ml_collections.ConfigDict, model_cfg: ModelConfig):
+def make_train_step(graphdef: nnx.GraphDef, config: ml_collections.ConfigDict, model_cfg: ModelConfig,
+                    compute_shardings: Any = None):
     """The pure training step `(state, batch) -> (state, metrics)` (not jitted).
 
     Metrics are device scalars: the reference's sums (count, accuracy, exact_accuracy,
     q_halt_accuracy, steps), the loss terms summed over the batch, `loss` and `lr`.
+    `compute_shardings` (`sharding.compute_shardings`): the parameters are constrained to these for
+    the forward/backward (FSDP all-gather); None leaves placement to the compiler.
     """
     tx, pe_opt, lr_schedule = make_optimizers(config)
     root = jax.random.key(config.seed)
@@ -143,9 +146,14 @@ def make_train_step(graphdef: nnx.GraphDef, config: ml_collections.ConfigDict, m
                          f"{config.global_batch_size}")
 
     def grads_of(state: TrainState, carry, batch, rng, row_weight):
+        params = state.params
+        if compute_shardings is not None:
+            params = jax.lax.with_sharding_constraint(params, compute_shardings)
         loss, carry, _, metrics, grads, pz = act.act_train_grads(
-            graphdef, state.params, state.buffers, state.puzzle_table, carry, batch, rng,
+            graphdef, params, state.buffers, state.puzzle_table, carry, batch, rng,
             loss_scale=scale, row_weight=row_weight)
+        if compute_shardings is not None:  # gradients summed over the rows where they are computed
+            grads = jax.lax.with_sharding_constraint(grads, compute_shardings)
         return (loss, metrics, grads), (carry, pz)
 
     def split(x):  # [B, ...] -> [k, B/k, ...]; microbatch i holds rows i, i+k, ... (no resharding)
@@ -408,7 +416,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         start_step, state, _ = restored
         print(f"Resuming from step {start_step} ({checkpointer.directory})")
 
-    step_fn = jax.jit(make_train_step(graphdef, config, model_cfg), in_shardings=(shardings, by_row),
+    param_compute = sharding.compute_shardings(shardings.params)  # FSDP: gathered over fsdp for compute
+    step_fn = jax.jit(make_train_step(graphdef, config, model_cfg, param_compute), in_shardings=(shardings, by_row),
                       out_shardings=(shardings, replicated), donate_argnums=(0,))
     os.makedirs(workdir, exist_ok=True)
     is_main = pid == 0
@@ -425,7 +434,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     runlog = _RunLog(workdir, start_step, is_main)
 
     eval_steps = int(config.eval.halt_max_steps)
-    eval_fn = jax.jit(lambda p, b, t, batch: evaluate.eval_batch(graphdef, p, b, t, batch, eval_steps),
+    eval_fn = jax.jit(lambda p, b, t, batch: evaluate.eval_batch(
+        graphdef, jax.lax.with_sharding_constraint(p, param_compute), b, t, batch, eval_steps),
                       in_shardings=(shardings.ema_params if config.ema else shardings.params, shardings.buffers,
                                     shardings.puzzle_table, by_row), out_shardings=replicated)
     max_eval = config.eval.max_examples or None

@@ -49,8 +49,8 @@ def run_layout(config, devices, data):
     mesh = sharding.make_mesh(config, devices)
     by_row = sharding.batch_sharding(mesh, config)
     graphdef, sh, state = sharding.init_sharded(lambda: train.init_train_state(config, mc, data[0]), mesh, config)
-    step = jax.jit(train.make_train_step(graphdef, config, mc), in_shardings=(sh, by_row),
-                   out_shardings=(sh, NamedSharding(mesh, P())), donate_argnums=(0,))
+    step = jax.jit(train.make_train_step(graphdef, config, mc, sharding.compute_shardings(sh.params)),
+                   in_shardings=(sh, by_row), out_shardings=(sh, NamedSharding(mesh, P())), donate_argnums=(0,))
     losses = []
     for b in data:
         state, metrics = step(state, sharding.put_local_batch(b, by_row))
@@ -161,8 +161,8 @@ def test_sparse_update_of_the_row_sharded_table_never_gathers_it():
     mesh = sharding.make_mesh(c)
     by_row = sharding.batch_sharding(mesh, c)
     graphdef, sh, state = sharding.init_sharded(lambda: train.init_train_state(c, mc, batches(1)[0]), mesh, c)
-    step = jax.jit(train.make_train_step(graphdef, c, mc), in_shardings=(sh, by_row),
-                   out_shardings=(sh, NamedSharding(mesh, P())), donate_argnums=(0,))
+    step = jax.jit(train.make_train_step(graphdef, c, mc, sharding.compute_shardings(sh.params)),
+                   in_shardings=(sh, by_row), out_shardings=(sh, NamedSharding(mesh, P())), donate_argnums=(0,))
     hlo = step.lower(state, sharding.put_local_batch(batches(1)[0], by_row)).compile().as_text()
     collectives = [ln for ln in hlo.splitlines()
                    if any(op in ln for op in ("all-gather(", "all-reduce(", "all-to-all(", "collective-permute("))]
