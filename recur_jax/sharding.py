@@ -427,13 +427,10 @@ def to_host(tree: Any) -> Any:
     return jax.tree_util.tree_map(one, tree)
 
 
-def describe(mesh: Mesh, shardings: Any, abstract: Any) -> dict[str, str]:
-    """{path: "shape spec"} of a state's arrays, for run records and debugging."""
-    out = {}
-    for (path, sh), x in zip(jax.tree_util.tree_leaves_with_path(shardings),
-                             jax.tree_util.tree_leaves(abstract)):
-        out[_path_str(path)] = f"{tuple(np.shape(x))} {sh.spec}"
-    return out
+def describe(shardings: Any) -> dict[str, str]:
+    """{path: PartitionSpec as text} of a pytree of NamedShardings (for run.json)."""
+    return {_path_str(path): str(sh.spec) for path, sh in jax.tree_util.tree_leaves_with_path(
+        shardings, is_leaf=lambda x: isinstance(x, NamedSharding))}
 
 
 __all__ = ["DEFAULT_LOGICAL_AXIS_RULES", "DEFAULT_PARAM_RULES", "MESH_AXES", "barrier", "batch_row_shards",

@@ -428,7 +428,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                                                  "kind": jax.devices()[0].device_kind,
                                                                  "platform": jax.devices()[0].platform},
                "mesh": dict(mesh.shape), "seed": config.seed, "num_params": num_params,
-               "data": task.describe, "resumed_from_step": start_step}
+               "data": task.describe, "resumed_from_step": start_step,
+               "param_shardings": sharding.describe(shardings.params)}
         with open(os.path.join(workdir, "run.json"), "w") as f:
             json.dump(run, f, indent=2, default=str)
     runlog = _RunLog(workdir, start_step, is_main)
@@ -515,8 +516,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                     pending = None
                 last_eval = run_eval(state)
                 runlog.write("eval", done, last_eval)
-                bar.write(f"step {done}: eval exact_accuracy={last_eval['exact_accuracy']:.4f} "
-                          f"accuracy={last_eval['accuracy']:.4f}")
+                if is_main:
+                    bar.write(f"step {done}: eval exact_accuracy={last_eval['exact_accuracy']:.4f} "
+                              f"accuracy={last_eval['accuracy']:.4f}")
         if pending is not None:
             consume(*pending)
         bar.close()
