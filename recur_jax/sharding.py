@@ -128,22 +128,29 @@ def mesh_shape(config: ml_collections.ConfigDict, num_devices: int) -> dict[str,
 def make_mesh(config: ml_collections.ConfigDict, devices: Sequence[jax.Device] | None = None) -> Mesh:
     """The ("data", "fsdp", "model") mesh of `config.mesh` over `devices` (default: all devices).
 
-    The devices are ordered by (process index, id) before the reshape, so each process owns a
-    contiguous block of the row axis (data, fsdp): what `jax.make_array_from_process_local_data`
-    needs for the loader's per-process row ranges. On a single process the topology-aware order of
-    `mesh_utils.create_device_mesh` is used instead.
+    Uses the topology-aware order of `mesh_utils.create_device_mesh` when each process then owns a
+    contiguous block of the row axis (data, fsdp), which the loader's per-process row ranges and
+    `jax.make_array_from_process_local_data` need (`processes_contiguous`); otherwise the devices
+    are ordered by (process index, id) before the reshape.
     """
     devices = list(jax.devices() if devices is None else devices)
     shape = mesh_shape(config, len(devices))
     dims = tuple(shape[a] for a in MESH_AXES)
-    if len({d.process_index for d in devices}) == 1:
-        try:
-            arr = mesh_utils.create_device_mesh(dims, devices)
-        except (ValueError, NotImplementedError, AssertionError):
-            arr = np.asarray(devices).reshape(dims)
-    else:
+    try:  # topology-aware on TPU/GPU; kept only if every process owns a contiguous block of rows
+        arr = mesh_utils.create_device_mesh(dims, devices)
+    except (ValueError, NotImplementedError, AssertionError, AttributeError):
+        arr = None
+    if arr is None or not processes_contiguous(arr):
         arr = np.asarray(sorted(devices, key=lambda d: (d.process_index, d.id))).reshape(dims)
     return Mesh(arr, MESH_AXES)
+
+
+def processes_contiguous(devices: np.ndarray) -> bool:
+    """True if, read in row-major order (data, fsdp, model), the devices of each process form one
+    contiguous run and the runs come in process order (process p owns rows [p G/P, (p+1) G/P))."""
+    procs = [d.process_index for d in np.asarray(devices).reshape(-1)]
+    runs = [p for i, p in enumerate(procs) if i == 0 or p != procs[i - 1]]
+    return runs == sorted(set(procs))
 
 
 def _rules(config: ml_collections.ConfigDict) -> tuple[dict[str, tuple[str, ...]], list, bool, int]:
@@ -435,5 +442,5 @@ def describe(shardings: Any) -> dict[str, str]:
 
 __all__ = ["DEFAULT_LOGICAL_AXIS_RULES", "DEFAULT_PARAM_RULES", "MESH_AXES", "barrier", "batch_row_shards",
            "batch_sharding", "check_process_rows", "compute_shardings", "describe", "init_sharded", "make_mesh",
-           "mesh_config", "mesh_shape", "padded_puzzle_rows", "param_shardings", "param_spec", "put_local_batch",
+           "mesh_config", "mesh_shape", "padded_puzzle_rows", "processes_contiguous", "param_shardings", "param_spec", "put_local_batch",
            "resolve_spec", "sharding_config", "state_shardings", "to_host", "validate"]

@@ -127,6 +127,23 @@ def test_fsdp_fallback_and_rules():
     assert sharding.padded_puzzle_rows(876_406, c) % 1024 == 0
 
 
+def test_process_contiguity_of_the_mesh():
+    class Dev:
+        def __init__(self, p):
+            self.process_index = p
+
+    ok = np.asarray([Dev(p) for p in (0, 0, 1, 1, 2, 2, 3, 3)]).reshape(4, 2, 1)
+    interleaved = np.asarray([Dev(p) for p in (0, 1, 0, 1, 2, 3, 2, 3)]).reshape(4, 2, 1)
+    swapped = np.asarray([Dev(p) for p in (1, 1, 0, 0)]).reshape(2, 2, 1)
+    assert sharding.processes_contiguous(ok)
+    assert not sharding.processes_contiguous(interleaved) and not sharding.processes_contiguous(swapped)
+    mesh = sharding.make_mesh(small_config(data=2, fsdp=4))
+    assert mesh.axis_names == ("data", "fsdp", "model") and dict(mesh.shape) == {"data": 2, "fsdp": 4, "model": 1}
+    by_row = sharding.batch_sharding(mesh, small_config())
+    assert by_row.spec == P(("data", "fsdp"))
+    sharding.check_process_rows(by_row, 16)  # one process: all 16 rows
+
+
 def test_mesh_and_batch_errors_name_the_field():
     with pytest.raises(ValueError, match=r"config.mesh: data\*fsdp\*model = 2\*2\*1 = 4, but there are 8 devices"):
         sharding.mesh_shape(small_config(data=2, fsdp=2), 8)
@@ -189,3 +206,30 @@ def test_restore_reshards_onto_another_layout(tmp_path):
         assert step == 2 and train.fingerprint(restored) == want
         assert jax.tree_util.tree_all(jax.tree_util.tree_map(lambda a, s: a.sharding == s, restored, sh))
     ck.close()
+
+
+@pytest.mark.parametrize("module,arg", [(trm_sudoku, "mlp,cpu"), (trm_sudoku, "att,cpu"), ("hrm", "cpu")])
+def test_every_weight_matrix_is_fsdp_sharded(module, arg):
+    """On (data, fsdp) = (2, 4) each parameter with a dimension divisible by 4 is sharded over fsdp."""
+    from flax import nnx
+
+    from experiments import hrm_sudoku
+    from recur_jax.layers import Buffer
+    from recur_jax.models import build_model
+
+    c = (hrm_sudoku if module == "hrm" else module).get_config(arg)
+    c.model.hidden_size = c.model.puzzle_emb_ndim = 32
+    mc = ModelConfig.from_dict(c.model.to_dict())
+    params = nnx.split(nnx.eval_shape(lambda: build_model(mc, nnx.Rngs(0))), nnx.Param, Buffer)[1]
+    mesh = sharding.make_mesh(small_config(data=2, fsdp=4))
+    specs = jax.tree_util.tree_leaves_with_path(sharding.param_shardings(params, mesh, c),
+                                                is_leaf=lambda x: isinstance(x, NamedSharding))
+    shapes = [x.shape for x in jax.tree_util.tree_leaves(params)]
+    assert len(specs) == len(shapes) > 5
+    for (path, sh), shape in zip(specs, shapes):
+        flat = [a for e in sh.spec if e is not None for a in ((e,) if isinstance(e, str) else e)]
+        if len(shape) >= 2 and any(n % 4 == 0 for n in shape):
+            assert "fsdp" in flat, (jax.tree_util.keystr(path), shape, sh.spec)
+        for n, e in zip(shape, sh.spec):  # every sharded dimension divides
+            axes = () if e is None else ((e,) if isinstance(e, str) else e)
+            assert n % int(np.prod([mesh.shape[a] for a in axes])) == 0
