@@ -97,7 +97,7 @@ def launch(args: Sequence[str], *, num_processes: int, devices_per_process: int,
     deadline = None if timeout is None else time.monotonic() + timeout
     code = 0
     try:
-        while any(p.poll() is None for p in procs):
+        while [p.poll() for p in procs].count(None):  # polls every process (no short-circuit)
             failed = [p.returncode for p in procs if p.returncode not in (None, 0)]
             late = deadline is not None and time.monotonic() > deadline
             if failed or late:

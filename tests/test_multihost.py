@@ -23,7 +23,9 @@ def args(workdir, data_dir, total_steps=4):
             "--config.global_batch_size=8", "--config.eval.max_examples=8", "--config.data.num_train=64",
             "--config.data.num_test=8", f"--config.data.data_dir={data_dir}", "--config.model.hidden_size=32",
             "--config.model.num_heads=2", "--config.model.puzzle_emb_ndim=32", "--config.model.halt_max_steps=3",
-            "--config.checkpoint.async_save=False"]
+            "--config.checkpoint.async_save=False",
+            # FSDP over all 4 devices: in the 2-process run every parameter is split across processes.
+            "--config.mesh.data=1", "--config.mesh.fsdp=4"]
 
 
 def launch(n, m, workdir, data_dir):
@@ -63,7 +65,9 @@ def test_two_processes_match_one_process(runs):
     print(f"\n2 processes x 2 devices vs 1 x 4: worst relative loss difference {worst:.3e}")
     assert worst <= 1e-5
     run = json.load(open(os.path.join(w2, "run.json")))
-    assert run["devices"]["process_count"] == 2 and run["devices"]["count"] == 4 and run["mesh"]["data"] == 4
+    assert run["devices"]["process_count"] == 2 and run["devices"]["count"] == 4
+    assert run["mesh"] == {"data": 1, "fsdp": 4, "model": 1}
+    assert run["param_shardings"]["lm_head/kernel"] == "P('fsdp', None)"
     # Both processes took part in every checkpoint; only process 0 printed the summary.
     assert sorted(int(s) for s in os.listdir(os.path.join(w2, "checkpoints")) if s.isdigit()) == [2, 4]
     assert "[p0] held-out exact accuracy" in out2 and "[p1] held-out exact accuracy" not in out2
@@ -118,7 +122,17 @@ def test_process_env_and_plan():
         plan("mpi", environ={})
 
 
-def test_a_failing_process_stops_the_others(tmp_path):
+def test_a_failing_process_stops_the_others(tmp_path, monkeypatch):
+    (tmp_path / "fail_or_hang.py").write_text(
+        "import os, sys, time\n"
+        "if os.environ['JAX_PROCESS_ID'] == '1':\n    sys.exit(3)\n"
+        "time.sleep(600)\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    import time
+
+    t = time.monotonic()
+    code = local_multiprocess.launch([], num_processes=2, devices_per_process=1, module="fail_or_hang", timeout=300)
+    assert code == 3 and time.monotonic() - t < 60  # process 0 was stopped, not waited for
     code = local_multiprocess.launch(["--config=experiments/no_such_file.py", f"--workdir={tmp_path}"],
                                      num_processes=2, devices_per_process=1, timeout=120)
     assert code == 2
