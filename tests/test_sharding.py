@@ -107,6 +107,21 @@ def test_same_losses_on_every_layout(single_device, data_size, fsdp_size):
     assert shard_bytes * 8 == state.puzzle_table.nbytes  # each device holds 1/8 of the table
 
 
+def test_tensor_parallel_model_axis(single_device):
+    """(data, fsdp, model) = (2, 2, 2): MLP/attention/vocab dimensions over `model`, same losses."""
+    data, ref, _ = single_device
+    losses, state, _ = run_layout(small_config(data=2, fsdp=2, model=2), jax.devices(), data)
+    rel = np.abs(losses - ref) / np.abs(ref)
+    print(f"\nmesh (data, fsdp, model) = (2, 2, 2): worst relative loss error {rel.max():.3e}")
+    assert rel.max() <= 1e-5, rel
+    layer = state.params["L_level"]["layers"][0]
+    assert layer["mlp"]["gate_up_proj"]["kernel"][...].sharding.spec == P("fsdp", "model")
+    assert layer["mlp"]["down_proj"]["kernel"][...].sharding.spec == P("model", "fsdp")
+    assert layer["self_attn"]["qkv_proj"]["kernel"][...].sharding.spec == P("fsdp", "model")
+    assert state.params["lm_head"]["kernel"][...].sharding.spec == P("fsdp", None)  # vocab 11: not divisible
+    assert state.carry.z_H.sharding.spec == P(("data", "fsdp"), None, None)  # rows not split over model
+
+
 def test_fsdp_fallback_and_rules():
     mesh = sharding.make_mesh(small_config(data=2, fsdp=4))
     c = small_config()
