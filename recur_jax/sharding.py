@@ -442,5 +442,5 @@ def describe(shardings: Any) -> dict[str, str]:
 
 __all__ = ["DEFAULT_LOGICAL_AXIS_RULES", "DEFAULT_PARAM_RULES", "MESH_AXES", "barrier", "batch_row_shards",
            "batch_sharding", "check_process_rows", "compute_shardings", "describe", "init_sharded", "make_mesh",
-           "mesh_config", "mesh_shape", "padded_puzzle_rows", "processes_contiguous", "param_shardings", "param_spec", "put_local_batch",
-           "resolve_spec", "sharding_config", "state_shardings", "to_host", "validate"]
+           "mesh_config", "mesh_shape", "padded_puzzle_rows", "param_shardings", "param_spec", "processes_contiguous",
+           "put_local_batch", "resolve_spec", "sharding_config", "state_shardings", "to_host", "validate"]

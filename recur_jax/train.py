@@ -435,10 +435,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     runlog = _RunLog(workdir, start_step, is_main)
 
     eval_steps = int(config.eval.halt_max_steps)
-    eval_fn = jax.jit(lambda p, b, t, batch: evaluate.eval_batch(
-        graphdef, jax.lax.with_sharding_constraint(p, param_compute), b, t, batch, eval_steps),
-                      in_shardings=(shardings.ema_params if config.ema else shardings.params, shardings.buffers,
-                                    shardings.puzzle_table, by_row), out_shardings=replicated)
+    def eval_step(p, b, t, batch):  # parameters gathered over fsdp as in the train step
+        return evaluate.eval_batch(graphdef, jax.lax.with_sharding_constraint(p, param_compute), b, t, batch,
+                                   eval_steps)
+
+    eval_fn = jax.jit(eval_step, in_shardings=(shardings.ema_params if config.ema else shardings.params,
+                                               shardings.buffers, shardings.puzzle_table, by_row),
+                      out_shardings=replicated)
     max_eval = config.eval.max_examples or None
 
     def run_eval(st: TrainState) -> dict[str, Any]:
