@@ -81,6 +81,7 @@ def launch(args: Sequence[str], *, num_processes: int, devices_per_process: int,
       num_processes, devices_per_process: N and M.
       port: the coordinator port (default: a free one).
       timeout: seconds before every process is killed (None: no limit).
+      cwd: the working directory of the processes (default: this one; relative paths in args resolve there).
     Returns:
       0 if every process exited with 0, else the first non-zero exit code (124 on timeout).
     """
@@ -88,7 +89,7 @@ def launch(args: Sequence[str], *, num_processes: int, devices_per_process: int,
     procs, pumps = [], []
     for i in range(num_processes):
         env = process_env(i, num_processes, devices_per_process, port)
-        p = subprocess.Popen([python, "-m", module, *args], env=env, cwd=cwd or _REPO, stdout=subprocess.PIPE,
+        p = subprocess.Popen([python, "-m", module, *args], env=env, cwd=cwd or os.getcwd(), stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
         procs.append(p)
         t = threading.Thread(target=_pump, args=(p.stdout, f"[p{i}] ", sys.stdout), daemon=True)
