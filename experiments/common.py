@@ -8,6 +8,7 @@ import dataclasses
 
 import ml_collections
 
+from recur_jax import sharding
 from recur_jax.models.config import ModelConfig
 
 
@@ -63,6 +64,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.checkpoint = ml_collections.ConfigDict()
     c.checkpoint.keep = 3
     c.checkpoint.async_save = True
+
+    # Device mesh (data, fsdp, model; -1 = the remaining devices) and how arrays map onto it
+    # (logical-axis rules, parameter rules, puzzle-table row padding): see recur_jax/sharding.py.
+    c.mesh = sharding.mesh_config()
+    c.sharding = sharding.sharding_config()
 
     c.data = ml_collections.ConfigDict()
     c.model = model_config()

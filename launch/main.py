@@ -4,7 +4,9 @@
     python -m launch.main --config=experiments/trm_sudoku.py:att --workdir=runs/trm_att \
         --config.data.path=/data/sudoku-extreme --config.total_steps=1000
 
-Running the same command again resumes from the newest checkpoint in --workdir.
+Running the same command again resumes from the newest checkpoint in --workdir. Several processes
+(hosts) are started by launch/local_multiprocess.py, launch/slurm.py or launch/tpu.py, or by hand with
+--coordinator_address=HOST:PORT --num_processes=N --process_id=I (see recur_jax/distributed.py).
 """
 
 import os
@@ -14,6 +16,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 import experiments
+from recur_jax import distributed
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(experiments.__file__), "trm_sudoku.py") + ":mlp,cpu"
 
@@ -37,6 +40,7 @@ except (AttributeError, KeyError, ValueError, TypeError, OSError, flags.Error) a
     sys.exit(2)
 flags.DEFINE_string("workdir", "runs/trm_sudoku_cpu", "Output directory (checkpoints, metrics, summary).")
 flags.DEFINE_bool("traceback", False, "Show the full traceback for configuration and data errors.")
+distributed.define_flags(flags)
 
 
 def print_summary(summary: dict) -> None:
@@ -69,9 +73,11 @@ def parse_flags(argv):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from recur_jax import distributed
-
-    distributed.initialize()
+    try:
+        distributed.initialize_from_flags(flags.FLAGS)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     from recur_jax.checkpoint import CheckpointError
     from recur_jax.train import TrainingDiverged, train_and_evaluate
 

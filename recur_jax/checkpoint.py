@@ -2,7 +2,9 @@
 
 A checkpoint at step k holds the TrainState (parameters, optimizer state, EMA, puzzle table, frozen
 H_init/L_init, ACT carry, step) and a JSON record (data position = k, the resolved config, the
-metrics fingerprint). Every process calls save and restore (Orbax coordinates the writes).
+metrics fingerprint). Every process calls save and restore (Orbax coordinates the writes); a
+restore places every array by the target's shardings, whatever mesh or number of processes wrote
+it (tested: 2 processes -> 1 and back, (8, 1) -> (2, 4) -> 1 device).
 Orbax commits a step atomically (it writes to a temporary directory and renames it), keeps the last
 `keep` steps and deletes older ones only after a newer one has been committed. A checkpoint that
 fails to restore (truncated or garbled files) is reported and the previous one is tried.
@@ -16,6 +18,7 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 log = logging.getLogger(__name__)
 
@@ -93,15 +96,18 @@ class Checkpointer:
     def _set_aside(self, steps: list[int]) -> None:
         """Moves unreadable newer checkpoints to `<dir>/unreadable/<step>` (kept for inspection, never
         deleted), so that the resumed run can write those steps again."""
-        target = os.path.join(self.directory, "unreadable")
-        os.makedirs(target, exist_ok=True)
-        for s in steps:
-            dst = os.path.join(target, str(s))
-            n = 1
-            while os.path.exists(dst):
-                dst, n = os.path.join(target, f"{s}.{n}"), n + 1
-            os.rename(os.path.join(self.directory, str(s)), dst)
-            print(f"warning: moved unreadable checkpoint {s} to {dst}")
+        if jax.process_index() == 0:  # one process moves them; the others wait for it
+            target = os.path.join(self.directory, "unreadable")
+            os.makedirs(target, exist_ok=True)
+            for s in steps:
+                dst = os.path.join(target, str(s))
+                n = 1
+                while os.path.exists(dst):
+                    dst, n = os.path.join(target, f"{s}.{n}"), n + 1
+                os.rename(os.path.join(self.directory, str(s)), dst)
+                print(f"warning: moved unreadable checkpoint {s} to {dst}")
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices("recur_jax_checkpoints_set_aside")
         self._manager.reload()
 
     def wait(self) -> None:
@@ -114,6 +120,17 @@ class Checkpointer:
         self._manager.close()
 
 
-def abstract_like(tree: Any) -> Any:
-    """ShapeDtypeStructs (with shardings) of a pytree of arrays, for `Checkpointer.restore`."""
-    return jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, tree)
+def abstract_like(tree: Any, shardings: Any = None) -> Any:
+    """ShapeDtypeStructs (with shardings) of a pytree of arrays, for `Checkpointer.restore`.
+
+    Args:
+      tree: arrays or ShapeDtypeStructs (e.g. from `jax.eval_shape`), giving shapes and dtypes.
+      shardings: a matching pytree of `jax.sharding.Sharding`s to restore onto (e.g.
+        `sharding.state_shardings`); None keeps each array's own sharding.
+    Returns:
+      The target of a restore: Orbax reads each array's saved shards and places them by these
+      shardings, so a checkpoint written on any mesh or process count restores onto the current one.
+    """
+    if shardings is None:
+        return jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, tree)
+    return jax.tree_util.tree_map(lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), tree, shardings)

@@ -32,9 +32,9 @@ import ml_collections
 import numpy as np
 import optax
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding, PartitionSpec as P
 
-from recur_jax import act, evaluate, optim
+from recur_jax import act, evaluate, optim, sharding
 from recur_jax.checkpoint import Checkpointer, abstract_like
 from recur_jax.data.loader import TrainLoader, eval_batches
 from recur_jax.data.tasks import Task, build_task
@@ -59,7 +59,8 @@ class TrainState:
       buffers: nnx.State of the frozen H_init/L_init [D] (compute dtype).
       opt_state: AdamATan2 state.
       ema_params: EMA of params (same structure), or None when EMA is off.
-      puzzle_table: [num_puzzle_identifiers, puzzle_emb_ndim] float32, or None.
+      puzzle_table: [num_puzzle_identifiers (padded, sharding.padded_puzzle_rows), puzzle_emb_ndim]
+        float32, or None.
       puzzle_opt_state: sparse SignSGD state (its step count), or None.
       carry: the ACT carry, [global_batch, ...].
     """
@@ -104,8 +105,9 @@ def init_train_state(config: ml_collections.ConfigDict, model_cfg: ModelConfig, 
     graphdef, params, buffers = nnx.split(model, nnx.Param, Buffer)
     tx, pe_opt, _ = make_optimizers(config)
     table = None
-    if model_cfg.puzzle_emb_ndim > 0:
-        table = jnp.zeros((model_cfg.num_puzzle_identifiers, model_cfg.puzzle_emb_ndim), jnp.float32)
+    if model_cfg.puzzle_emb_ndim > 0:  # rows padded for sharding (sharding.padded_puzzle_rows)
+        rows = sharding.padded_puzzle_rows(model_cfg.num_puzzle_identifiers, config)
+        table = jnp.zeros((rows, model_cfg.puzzle_emb_ndim), jnp.float32)
     state = TrainState(
         step=jnp.zeros((), jnp.int32), params=params, buffers=buffers, opt_state=tx.init(params),
         ema_params=jax.tree_util.tree_map(jnp.copy, params) if config.ema else None,
@@ -114,11 +116,14 @@ def init_train_state(config: ml_collections.ConfigDict, model_cfg: ModelConfig, 
     return graphdef, state
 
 
-def make_train_step(graphdef: nnx.GraphDef, config: ml_collections.ConfigDict, model_cfg: ModelConfig):
+def make_train_step(graphdef: nnx.GraphDef, config: ml_collections.ConfigDict, model_cfg: ModelConfig,
+                    compute_shardings: Any = None):
     """The pure training step `(state, batch) -> (state, metrics)` (not jitted).
 
     Metrics are device scalars: the reference's sums (count, accuracy, exact_accuracy,
     q_halt_accuracy, steps), the loss terms summed over the batch, `loss` and `lr`.
+    `compute_shardings` (`sharding.compute_shardings`): the parameters are constrained to these for
+    the forward/backward (FSDP all-gather); None leaves placement to the compiler.
     """
     tx, pe_opt, lr_schedule = make_optimizers(config)
     root = jax.random.key(config.seed)
@@ -141,9 +146,14 @@ def make_train_step(graphdef: nnx.GraphDef, config: ml_collections.ConfigDict, m
                          f"{config.global_batch_size}")
 
     def grads_of(state: TrainState, carry, batch, rng, row_weight):
+        params = state.params
+        if compute_shardings is not None:
+            params = jax.lax.with_sharding_constraint(params, compute_shardings)
         loss, carry, _, metrics, grads, pz = act.act_train_grads(
-            graphdef, state.params, state.buffers, state.puzzle_table, carry, batch, rng,
+            graphdef, params, state.buffers, state.puzzle_table, carry, batch, rng,
             loss_scale=scale, row_weight=row_weight)
+        if compute_shardings is not None:  # gradients summed over the rows where they are computed
+            grads = jax.lax.with_sharding_constraint(grads, compute_shardings)
         return (loss, metrics, grads), (carry, pz)
 
     def split(x):  # [B, ...] -> [k, B/k, ...]; microbatch i holds rows i, i+k, ... (no resharding)
@@ -206,7 +216,7 @@ def fingerprint(state: TrainState) -> str:
     h = hashlib.sha256()
     for leaf in jax.tree_util.tree_leaves((state.params, state.opt_state, state.ema_params, state.puzzle_table,
                                            state.puzzle_opt_state)):
-        arr = np.asarray(jax.device_get(leaf))
+        arr = sharding.to_host(leaf)  # gathers arrays sharded over several processes
         h.update(f"{arr.dtype}{arr.shape}".encode())
         h.update(np.ascontiguousarray(arr).tobytes())
     return h.hexdigest()
@@ -305,8 +315,6 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
     for name in ("eval_every", "checkpoint_every"):
         if int(config[name]) < 0:
             bad(name, config[name], "an integer >= 0 (0: only at the end)")
-    if config.global_batch_size % num_devices:
-        bad("global_batch_size", config.global_batch_size, f"a multiple of the {num_devices} devices")
     if config.act_mode not in ("streaming", "episode"):
         bad("act_mode", config.act_mode, "'streaming' or 'episode'")
     if config.global_batch_size % config.microbatches:
@@ -325,8 +333,7 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
     for name in ("halt_max_steps", "global_batch_size", "max_examples"):
         if int(config.eval[name]) < 0:
             bad(f"eval.{name}", config.eval[name], "an integer >= 0 (0: the default)")
-    if config.eval.global_batch_size and config.eval.global_batch_size % num_devices:
-        bad("eval.global_batch_size", config.eval.global_batch_size, f"a multiple of the {num_devices} devices")
+    sharding.validate(config, num_devices, jax.process_count())  # mesh, rules, batch sizes vs data*fsdp
     if int(config.checkpoint.keep) < 1:
         bad("checkpoint.keep", config.checkpoint.keep, "an integer >= 1")
     for name in ("num_train", "num_test"):
@@ -368,25 +375,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     validate_config(config, n_dev)
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise ValueError(f"--workdir={workdir} exists and is not a directory")
+    if n_proc > 1 and pid != 0:  # process 0 builds the data first, the others then reuse it
+        sharding.barrier("recur_jax_data_built")
     task = build_task(config.data, workdir)  # validates the data before anything else is written
+    if n_proc > 1 and pid == 0:
+        sharding.barrier("recur_jax_data_built")
     config, model_cfg = _resolve(config, task)
 
-    mesh = Mesh(np.asarray(jax.devices()), ("data",))
+    mesh = sharding.make_mesh(config)
     replicated = NamedSharding(mesh, P())
-    by_row = NamedSharding(mesh, P("data"))
+    by_row = sharding.batch_sharding(mesh, config)  # rows over data x fsdp
+    sharding.check_process_rows(by_row, config.global_batch_size)
 
     def put_batch(local: dict[str, np.ndarray]) -> act.Batch:
-        return {k: jax.make_array_from_process_local_data(by_row, v) for k, v in local.items()}
+        return sharding.put_local_batch(local, by_row)
 
     loader = TrainLoader(task.train, global_batch_size=config.global_batch_size, seed=config.data.seed + config.seed,
                          transform=task.train_transform, process_index=pid, process_count=n_proc)
     example = {k: np.zeros((config.global_batch_size,) + v.shape[1:], v.dtype)
                for k, v in loader.batch(0).items()}
-    graphdef, state = init_train_state(config, model_cfg, example)
-    shardings = jax.tree_util.tree_map(lambda _: replicated, state)
-    carry_sh = jax.tree_util.tree_map(lambda _: by_row, state.carry)
-    shardings = shardings.replace(carry=carry_sh)
-    state = jax.device_put(state, shardings)
+    graphdef, shardings, state = sharding.init_sharded(
+        lambda: init_train_state(config, model_cfg, example), mesh, config)  # created in place, sharded
 
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.checkpoint.keep,
                                 async_save=config.checkpoint.async_save)
@@ -407,7 +416,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         start_step, state, _ = restored
         print(f"Resuming from step {start_step} ({checkpointer.directory})")
 
-    step_fn = jax.jit(make_train_step(graphdef, config, model_cfg), in_shardings=(shardings, by_row),
+    param_compute = sharding.compute_shardings(shardings.params)  # FSDP: gathered over fsdp for compute
+    step_fn = jax.jit(make_train_step(graphdef, config, model_cfg, param_compute), in_shardings=(shardings, by_row),
                       out_shardings=(shardings, replicated), donate_argnums=(0,))
     os.makedirs(workdir, exist_ok=True)
     is_main = pid == 0
@@ -418,13 +428,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                                                  "kind": jax.devices()[0].device_kind,
                                                                  "platform": jax.devices()[0].platform},
                "mesh": dict(mesh.shape), "seed": config.seed, "num_params": num_params,
-               "data": task.describe, "resumed_from_step": start_step}
+               "data": task.describe, "resumed_from_step": start_step,
+               "param_shardings": sharding.describe(shardings.params)}
         with open(os.path.join(workdir, "run.json"), "w") as f:
             json.dump(run, f, indent=2, default=str)
     runlog = _RunLog(workdir, start_step, is_main)
 
     eval_steps = int(config.eval.halt_max_steps)
-    eval_fn = jax.jit(lambda p, b, t, batch: evaluate.eval_batch(graphdef, p, b, t, batch, eval_steps))
+    def eval_step(p, b, t, batch):  # parameters gathered over fsdp as in the train step
+        return evaluate.eval_batch(graphdef, jax.lax.with_sharding_constraint(p, param_compute), b, t, batch,
+                                   eval_steps)
+
+    eval_fn = jax.jit(eval_step, in_shardings=(shardings.ema_params if config.ema else shardings.params,
+                                               shardings.buffers, shardings.puzzle_table, by_row),
+                      out_shardings=replicated)
     max_eval = config.eval.max_examples or None
 
     def run_eval(st: TrainState) -> dict[str, Any]:
@@ -502,8 +519,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                     pending = None
                 last_eval = run_eval(state)
                 runlog.write("eval", done, last_eval)
-                bar.write(f"step {done}: eval exact_accuracy={last_eval['exact_accuracy']:.4f} "
-                          f"accuracy={last_eval['accuracy']:.4f}")
+                if is_main:
+                    bar.write(f"step {done}: eval exact_accuracy={last_eval['exact_accuracy']:.4f} "
+                              f"accuracy={last_eval['accuracy']:.4f}")
         if pending is not None:
             consume(*pending)
         bar.close()
