@@ -64,6 +64,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.checkpoint.keep = 3
     c.checkpoint.async_save = True
 
+    c.nonfinite = ml_collections.ConfigDict()
+    c.nonfinite.policy = "stop"  # NaN/Inf loss or gradient: "stop" (named error, no bad checkpoint) or "skip"
+    c.nonfinite.max_consecutive_skips = 10  # "skip": stop anyway after this many non-finite steps in a row
+
     c.data = ml_collections.ConfigDict()
     c.model = model_config()
     return c
