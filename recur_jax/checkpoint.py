@@ -4,8 +4,11 @@ A checkpoint at step k holds the TrainState (parameters, optimizer state, EMA, p
 H_init/L_init, ACT carry, step) and a JSON record (data position = k, the resolved config, the
 metrics fingerprint). Every process calls save and restore (Orbax coordinates the writes).
 Orbax commits a step atomically (it writes to a temporary directory and renames it), keeps the last
-`keep` steps and deletes older ones only after a newer one has been committed. A checkpoint that
-fails to restore (truncated or garbled files) is reported and the previous one is tried.
+`keep` steps and deletes older ones only after a newer one has been committed (a save that dies half
+way leaves `<step>.orbax-checkpoint-tmp*`, which is not a step and is removed when the next
+Checkpointer opens the directory; the older steps are all still there). A checkpoint that fails to
+restore (truncated or garbled files) is reported, set aside under `unreadable/`, and the previous one
+is used. tests/test_faults.py checks each of these.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ class Checkpointer:
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=async_save,
-                                                 create=True))
+                                                 create=True, cleanup_tmp_directories=True))
 
     def steps(self) -> list[int]:
         """Committed checkpoint steps, ascending."""

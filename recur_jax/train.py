@@ -42,7 +42,7 @@ from recur_jax.data.tasks import Task, build_task
 from recur_jax.layers import Buffer
 from recur_jax.models import ModelConfig, build_model, count_params
 from recur_jax.preemption import Preempted, PreemptionGuard
-from recur_jax.safe_io import write_json_atomic
+from recur_jax.safe_io import read_json, write_json_atomic
 
 PURPOSE_HALT = 1  # fold_in ids of the RNG streams derived from the root key
 PURPOSE_INIT = 2
@@ -304,9 +304,13 @@ def _normalise_train_metrics(sums: dict[str, float], steps: int, global_batch: i
 
 
 class _RunLog:
-    """metrics.jsonl + TensorBoard, written by process 0 only."""
+    """metrics.jsonl + TensorBoard, written by process 0 only.
 
-    def __init__(self, workdir: str, restored_step: int, active: bool):
+    On resume the lines after the restored step are dropped (they are replayed), as are torn lines;
+    with `redo_final_eval` also the evaluation line at the restored step (the final one, run again).
+    """
+
+    def __init__(self, workdir: str, restored_step: int, active: bool, redo_final_eval: bool = False):
         self.active = active
         self.path = os.path.join(workdir, "metrics.jsonl")
         self.tb = None
@@ -319,7 +323,10 @@ class _RunLog:
                     if not ln.strip():
                         continue
                     try:
-                        if json.loads(ln).get("step", 0) <= restored_step:
+                        rec = json.loads(ln)
+                        step = rec.get("step", 0)
+                        if step < restored_step or (step == restored_step and not (
+                                redo_final_eval and rec.get("kind") == "eval")):
                             kept.append(ln if ln.endswith("\n") else ln + "\n")
                     except json.JSONDecodeError:  # a line torn by a kill or a full disk: dropped
                         print(f"warning: {self.path}: dropping an unreadable line: {ln[:60]!r}")
@@ -545,7 +552,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, overw
             run["resumed_anyway"] = {"from_step": start_step,
                                      "changed": {k: {"before": a, "now": b} for k, (a, b) in sorted(changed.items())}}
         write_json_atomic(os.path.join(workdir, "run.json"), run, indent=2, default=str)
-    runlog = _RunLog(workdir, start_step, is_main)
+    steps_per_batch = model_cfg.halt_max_steps if config.act_mode == "episode" else 1
+    runlog = _RunLog(workdir, start_step, is_main,  # resumed at the end: the final evaluation runs again
+                     redo_final_eval=start_step >= config.total_steps // steps_per_batch * steps_per_batch)
 
     eval_steps = int(config.eval.halt_max_steps)
     eval_fn = jax.jit(lambda p, b, t, batch: evaluate.eval_batch(graphdef, p, b, t, batch, eval_steps))
@@ -649,11 +658,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, overw
             def crossed(every: int) -> bool:
                 return bool(every) and done // every > (done - per_batch) // every and done < total
 
-            if crossed(config.checkpoint_every):
-                consume(*pending)
-                pending = None
-                checkpointer.save(done, state, meta(done))
-                last_good = done
+            # Evaluate before checkpointing: a resumed run must not lose (or repeat) an evaluation line.
             if crossed(config.eval_every):
                 if pending is not None:
                     consume(*pending)
@@ -662,6 +667,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, overw
                 runlog.write("eval", done, last_eval)
                 bar.write(f"step {done}: eval exact_accuracy={last_eval['exact_accuracy']:.4f} "
                           f"accuracy={last_eval['accuracy']:.4f}")
+            if crossed(config.checkpoint_every):
+                if pending is not None:
+                    consume(*pending)
+                    pending = None
+                checkpointer.save(done, state, meta(done))
+                last_good = done
             if guard.should_stop(done):  # every step, on every process (multi-host sync point)
                 stop_for_preemption(done)
         if pending is not None:
@@ -694,12 +705,15 @@ def load_for_inference(workdir: str, step: int | None = None):
       (config, model_cfg, graphdef, params (EMA when EMA is on), buffers, puzzle_table, step).
     Raises:
       FileNotFoundError: no run.json or no checkpoint in `workdir`.
+      ValueError: run.json is too large, not JSON, or not a run record (names the file).
     """
     path = os.path.join(workdir, "run.json")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path} not found: is {workdir} a recur_jax workdir?")
-    with open(path) as f:
-        config = ml_collections.ConfigDict(json.load(f)["config"])
+    run = read_json(path, max_bytes=workdir_lib.MAX_RUN_JSON_BYTES)
+    if not isinstance(run, dict) or not isinstance(run.get("config"), dict):
+        raise ValueError(f"{path}: expected an object with a 'config' object (a recur_jax run record)")
+    config = ml_collections.ConfigDict(run["config"])
     model_cfg = ModelConfig.from_dict(config.model.to_dict())
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=max(1, config.checkpoint.keep), async_save=False)
     if not ckpt.steps():
