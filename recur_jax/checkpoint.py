@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -59,13 +60,18 @@ class Checkpointer:
         return self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                                 meta=ocp.args.JsonSave(meta)), force=force)
 
-    def restore(self, abstract_state: Any, step: int | None = None) -> tuple[int, Any, dict[str, Any]] | None:
+    def restore(self, abstract_state: Any, step: int | None = None, *,
+                verify: Callable[[Any, dict[str, Any]], None] | None = None
+                ) -> tuple[int, Any, dict[str, Any]] | None:
         """Restores the newest readable checkpoint (or exactly `step`).
 
         Args:
           abstract_state: a pytree like the saved state (arrays or jax.ShapeDtypeStruct with shardings),
             giving structure, dtypes and the shardings to restore onto (resharding as needed).
           step: a specific step; None tries the newest first, then older ones.
+          verify: called as verify(state, meta) after a successful read; raising marks the checkpoint
+            unreadable like a read error (train.py checks the state's sha256 against the one recorded
+            at save time, which catches garbled bytes that still decode).
         Returns:
           (step, state, meta), or None when there is no checkpoint at all.
         Raises:
@@ -78,6 +84,8 @@ class Checkpointer:
             try:
                 restored = self._manager.restore(s, args=ocp.args.Composite(
                     state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+                if verify is not None:
+                    verify(restored.state, dict(restored.meta))
                 if unreadable:
                     self._set_aside(unreadable)
                 return s, restored.state, dict(restored.meta)

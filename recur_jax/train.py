@@ -413,6 +413,21 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
     ModelConfig.from_dict(config.model.to_dict())  # validates the model fields, naming them
 
 
+def _maybe_fingerprint(state: TrainState) -> str | None:
+    """fingerprint(state) when every array is readable from this process (else None: not checked)."""
+    if all(getattr(x, "is_fully_addressable", True) for x in jax.tree_util.tree_leaves(state)):
+        return fingerprint(state)
+    return None
+
+
+def _verify_fingerprint(state: TrainState, meta: dict[str, Any]) -> None:
+    """Raises ValueError when a restored state's bytes differ from those recorded at save time."""
+    want = meta.get("fingerprint")
+    if want is not None and (got := _maybe_fingerprint(state)) is not None and got != want:
+        raise ValueError(f"the restored state's sha256 {got[:16]}... differs from the {want[:16]}... recorded "
+                         f"when it was saved (garbled bytes)")
+
+
 def _prng_impl() -> str:
     """The name of JAX's default PRNG implementation (part of the RNG state a checkpoint records)."""
     return str(jax.config.jax_default_prng_impl)
@@ -525,7 +540,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, overw
             changed = workdir_lib.check(saved, f"{checkpointer.directory}/{s}", config.to_dict(),
                                         overwrite=False, resume_anyway=resume_anyway)
         break
-    restored = checkpointer.restore(abstract_like(state))
+    restored = checkpointer.restore(abstract_like(state), verify=_verify_fingerprint)
     start_step, resume_meta = 0, {}
     if restored is not None:
         start_step, state, resume_meta = restored
@@ -570,7 +585,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, overw
     def meta(step: int) -> dict[str, Any]:
         # The RNG is stateless: every draw derives from (config.seed, step) and the data stream from
         # (data.seed + seed, step); the host-side metric window is saved so logs continue unchanged.
-        return {"step": step, "data_position": step, "config": config.to_dict(),
+        return {"step": step, "data_position": step, "config": config.to_dict(), "fingerprint": _maybe_fingerprint(state),
                 "rng": {"seed": config.seed, "data_seed": config.data.seed + config.seed, "prng_impl": _prng_impl()},
                 "train_window": {"sums": dict(sums), "steps": window_steps}, "last_train": last_train,
                 "skip_streak": skip_streak}
