@@ -61,6 +61,18 @@ def data_dir(tmp_path_factory):
     return str(tmp_path_factory.mktemp("data"))
 
 
+@pytest.fixture(scope="module", autouse=True)
+def shared_compile_cache(tmp_path_factory):
+    """Child processes share one JAX compilation cache (the same step is compiled once, not per child)."""
+    old = os.environ.get("JAX_COMPILATION_CACHE_DIR")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path_factory.mktemp("jax_cache"))
+    yield
+    if old is None:
+        del os.environ["JAX_COMPILATION_CACHE_DIR"]
+    else:
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = old
+
+
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory, data_dir):
     """The uninterrupted N-step run: (workdir, summary)."""
