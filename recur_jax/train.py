@@ -134,8 +134,9 @@ def make_train_step(graphdef: nnx.GraphDef, config: ml_collections.ConfigDict, m
 
     Metrics are device scalars: the reference's sums (count, accuracy, exact_accuracy,
     q_halt_accuracy, steps), the loss terms summed over the batch, `loss`, `lr`, and the non-finite
-    guard's `nonfinite_grads` / `nonfinite_puzzle_grads` (NaN/Inf elements in the gradients of the
-    parameters / of the gathered puzzle-table rows) and `skipped` (1.0 when the step was skipped).
+    guard's `nonfinite_loss` (1.0 when the loss is NaN/Inf), `nonfinite_grads` / `nonfinite_puzzle_grads`
+    (NaN/Inf elements in the gradients of the parameters / of the gathered puzzle-table rows) and
+    `skipped` (1.0 when the step was skipped).
 
     With `config.nonfinite.policy == "skip"`, a step whose loss or gradients are not finite leaves
     params, optimizer state, EMA, puzzle table and ACT carry exactly as they were; only `step` advances
@@ -201,13 +202,14 @@ def make_train_step(graphdef: nnx.GraphDef, config: ml_collections.ConfigDict, m
         bad_grads = _count_nonfinite(grads)
         bad_pz = _count_nonfinite(pz[1]) if pz is not None else jnp.zeros((), jnp.float32)
         metrics = dict(metrics, loss=loss, lr=optim.scheduled_lr(lr_schedule, state.step + 1),
-                       nonfinite_grads=bad_grads, nonfinite_puzzle_grads=bad_pz)
+                       nonfinite_loss=(~jnp.isfinite(loss)).astype(jnp.float32), nonfinite_grads=bad_grads,
+                       nonfinite_puzzle_grads=bad_pz)
         new = apply_grads(state, grads, pz, carry)
         if not skip_nonfinite:
             return new, dict(metrics, skipped=jnp.zeros((), jnp.float32))
         ok = jnp.isfinite(loss) & (bad_grads == 0) & (bad_pz == 0)
         new = jax.tree_util.tree_map(lambda n, o: jnp.where(ok, n, o), new, state).replace(step=new.step)
-        kept = ("lr", "nonfinite_grads", "nonfinite_puzzle_grads")
+        kept = ("lr", "nonfinite_loss", "nonfinite_grads", "nonfinite_puzzle_grads")
         metrics = {k: v if k in kept else jnp.where(ok, v, jnp.zeros_like(v)) for k, v in metrics.items()}
         return new, dict(metrics, skipped=1.0 - ok.astype(jnp.float32))
 
@@ -614,7 +616,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, overw
         host = {k: float(v) for k, v in jax.device_get(metrics).items()}
         where = f"step {step}" if per_batch == 1 else f"steps {step - per_batch + 1}-{step} (one episode)"
         bad = _nonfinite_quantities(host)
-        if bad and policy != "skip":
+        if bad and (policy != "skip" or not host.get("skipped", 0.0)):
             raise TrainingDiverged(f"{where}: non-finite {', '.join(bad)}; the last good checkpoint (step "
                                    f"{last_good}) in {checkpointer.directory} is kept and nothing after it "
                                    f"was written (config.nonfinite.policy='skip' skips such steps instead)")

@@ -376,6 +376,7 @@ def test_skip_policy_leaves_the_state_unchanged_for_a_nan_step(monkeypatch):
     step = jax.jit(train.make_train_step(graphdef, c, mc))
     s1, m1 = step(s0, batch)
     assert int(s1.step) == 1 and float(m1["skipped"]) == 1.0 and float(m1["loss"]) == 0.0
+    assert float(m1["nonfinite_loss"]) == 1.0
     parts0, parts1 = train.fingerprint_parts(s0), train.fingerprint_parts(s1)
     assert {k: parts0[k] == parts1[k] for k in parts0} == {"params": True, "opt_state": True, "ema": True,
                                                           "puzzle_table": True, "carry": True, "step": False}
