@@ -5,8 +5,8 @@ H_init/L_init, ACT carry, step) and a JSON record (data position = k, the resolv
 metrics fingerprint). Every process calls save and restore (Orbax coordinates the writes).
 Orbax commits a step atomically (it writes to a temporary directory and renames it), keeps the last
 `keep` steps and deletes older ones only after a newer one has been committed (a save that dies half
-way leaves `<step>.orbax-checkpoint-tmp*`, which is not a step and is removed when the next
-Checkpointer opens the directory; the older steps are all still there). A checkpoint that fails to
+way leaves `<step>.orbax-checkpoint-tmp*`, which is not a step and is removed when the next training
+run opens the directory (`cleanup_tmp=True`); the older steps are all still there). A checkpoint that fails to
 restore (truncated or garbled files) is reported, set aside under `unreadable/`, and the previous one
 is used. tests/test_faults.py checks each of these.
 """
@@ -35,16 +35,20 @@ class Checkpointer:
       directory: `<workdir>/checkpoints`; created on the first save.
       keep: number of most recent checkpoints kept (>= 1).
       async_save: write in a background thread (the step loop continues).
+      cleanup_tmp: remove temporary directories left by saves that died half way (the training run
+        that owns the directory; never a reader such as `launch.solve`, which could otherwise delete
+        the temporary directory of a save in progress).
     """
 
-    def __init__(self, directory: str | os.PathLike, *, keep: int = 3, async_save: bool = True):
+    def __init__(self, directory: str | os.PathLike, *, keep: int = 3, async_save: bool = True,
+                 cleanup_tmp: bool = False):
         if keep < 1:
             raise ValueError(f"checkpoint.keep must be >= 1, got {keep}")
         self.directory = os.path.abspath(os.fspath(directory))
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=async_save,
-                                                 create=True, cleanup_tmp_directories=True))
+                                                 create=True, cleanup_tmp_directories=cleanup_tmp))
 
     def steps(self) -> list[int]:
         """Committed checkpoint steps, ascending."""

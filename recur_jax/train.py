@@ -525,7 +525,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, overw
     state = jax.device_put(state, shardings)
 
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.checkpoint.keep,
-                                async_save=config.checkpoint.async_save)
+                                async_save=config.checkpoint.async_save, cleanup_tmp=True)
     for s in reversed(checkpointer.steps()):  # refuse before touching anything if the run differs
         try:
             saved = checkpointer.read_meta(s).get("config", {})
