@@ -565,9 +565,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, overw
                                                                  "platform": jax.devices()[0].platform},
                "mesh": dict(mesh.shape), "seed": config.seed, "num_params": num_params,
                "data": task.describe, "resumed_from_step": start_step}
+        history = workdir_lib.recorded_run_field(workdir, "resumed_anyway") or []  # never dropped
         if changed and resume_anyway and restored is not None:
-            run["resumed_anyway"] = {"from_step": start_step,
-                                     "changed": {k: {"before": a, "now": b} for k, (a, b) in sorted(changed.items())}}
+            history = [*history, {"from_step": start_step, "changed": {k: {"before": a, "now": b}
+                                                                        for k, (a, b) in sorted(changed.items())}}]
+        if history:
+            run["resumed_anyway"] = history
         write_json_atomic(os.path.join(workdir, "run.json"), run, indent=2, default=str)
     steps_per_batch = model_cfg.halt_max_steps if config.act_mode == "episode" else 1
     runlog = _RunLog(workdir, start_step, is_main,  # resumed at the end: the final evaluation runs again
@@ -616,18 +619,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, overw
         host = {k: float(v) for k, v in jax.device_get(metrics).items()}
         where = f"step {step}" if per_batch == 1 else f"steps {step - per_batch + 1}-{step} (one episode)"
         bad = _nonfinite_quantities(host)
+        kept = (f"the last good checkpoint (step {last_good}) in {checkpointer.directory} is kept and nothing "
+                f"after it was written" if last_good else f"no checkpoint was written to {checkpointer.directory}")
         if bad and (policy != "skip" or not host.get("skipped", 0.0)):
-            raise TrainingDiverged(f"{where}: non-finite {', '.join(bad)}; the last good checkpoint (step "
-                                   f"{last_good}) in {checkpointer.directory} is kept and nothing after it "
-                                   f"was written (config.nonfinite.policy='skip' skips such steps instead)")
+            raise TrainingDiverged(f"{where}: non-finite {', '.join(bad)}; {kept} "
+                                   f"(config.nonfinite.policy='skip' skips such steps instead)")
         if host.get("skipped", 0.0):
             skip_streak += int(host["skipped"])
             bar.write(f"{where}: skipped {int(host['skipped'])} step(s) with non-finite {', '.join(bad)}; "
                       f"the state is unchanged by them")
             if skip_streak > max_skips:
                 raise TrainingDiverged(f"{where}: {skip_streak} non-finite steps in a row were skipped, more than "
-                                       f"config.nonfinite.max_consecutive_skips={max_skips}; the last good "
-                                       f"checkpoint (step {last_good}) in {checkpointer.directory} is kept")
+                                       f"config.nonfinite.max_consecutive_skips={max_skips}; {kept}")
         else:
             skip_streak = 0
         for k, v in host.items():

@@ -11,7 +11,7 @@ Two ways past a refusal (`launch.main --overwrite / --resume_anyway`):
   * overwrite: the previous run's files (checkpoints/, run.json, metrics.jsonl, summary.json, tb/) are
     moved to `<workdir>/previous/<UTC time>/` (nothing is deleted) and a fresh run starts;
   * resume_anyway: the newest checkpoint is resumed under the new config; run.json records which
-    fields changed at which step (`resumed_anyway`).
+    fields changed at which step (`resumed_anyway`, a list kept by every later run.json).
 """
 
 from __future__ import annotations
@@ -78,6 +78,15 @@ def recorded_config(workdir: str) -> tuple[dict[str, Any] | None, str]:
         return None, f"{path} unreadable"
 
 
+def recorded_run_field(workdir: str, field: str) -> Any:
+    """`run.json[field]` of the run in `workdir`, or None (no run.json, unreadable, or no such field)."""
+    try:
+        run = read_json(os.path.join(workdir, "run.json"), max_bytes=MAX_RUN_JSON_BYTES)
+    except (ValueError, OSError):
+        return None
+    return run.get(field) if isinstance(run, dict) else None
+
+
 def check(saved: dict[str, Any] | None, source: str, now: dict[str, Any], *, overwrite: bool,
           resume_anyway: bool) -> dict[str, tuple[Any, Any]]:
     """Refuses a different recorded config unless told to overwrite or resume anyway.
@@ -116,5 +125,5 @@ def set_aside_previous_run(workdir: str) -> str | None:
     return target
 
 
-__all__ = ["IGNORED", "WorkdirMismatch", "check", "config_differences", "recorded_config",
+__all__ = ["IGNORED", "WorkdirMismatch", "check", "config_differences", "recorded_config", "recorded_run_field",
            "set_aside_previous_run"]

@@ -489,8 +489,10 @@ def test_resume_anyway_continues_and_records_the_change(straight, data_dir, tmp_
     s = train_and_evaluate(tiny(**{"data.data_dir": data_dir, "optim.lr": 1e-3}), str(copy), resume_anyway=True)
     assert s["step"] == N and s["fingerprint"] == straight[1]["fingerprint"]  # nothing left to train
     run = json.load(open(copy / "run.json"))
-    assert run["resumed_anyway"] == {"from_step": N, "changed": {"optim.lr": {"before": 0.002, "now": 0.001}}}
+    assert run["resumed_anyway"] == [{"from_step": N, "changed": {"optim.lr": {"before": 0.002, "now": 0.001}}}]
     assert run["config"]["optim"]["lr"] == 0.001
+    train_and_evaluate(tiny(**{"data.data_dir": data_dir, "optim.lr": 1e-3}), str(copy))  # now the same config
+    assert json.load(open(copy / "run.json"))["resumed_anyway"] == run["resumed_anyway"]  # the record is kept
 
 
 def test_overwrite_moves_the_previous_run_aside_and_starts_over(straight, data_dir, tmp_path):
