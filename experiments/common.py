@@ -69,6 +69,9 @@ def base_config() -> ml_collections.ConfigDict:
     # (logical-axis rules, parameter rules, puzzle-table row padding): see recur_jax/sharding.py.
     c.mesh = sharding.mesh_config()
     c.sharding = sharding.sharding_config()
+    c.nonfinite = ml_collections.ConfigDict()
+    c.nonfinite.policy = "stop"  # NaN/Inf loss or gradient: "stop" (named error, no bad checkpoint) or "skip"
+    c.nonfinite.max_consecutive_skips = 10  # "skip": stop anyway after this many non-finite steps in a row
 
     c.data = ml_collections.ConfigDict()
     c.model = model_config()

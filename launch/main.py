@@ -4,12 +4,16 @@
     python -m launch.main --config=experiments/trm_sudoku.py:att --workdir=runs/trm_att \
         --config.data.path=/data/sudoku-extreme --config.total_steps=1000
 
-Running the same command again resumes from the newest checkpoint in --workdir. Several processes
-(hosts) are started by launch/local_multiprocess.py, launch/slurm.py or launch/tpu.py, or by hand with
---coordinator_address=HOST:PORT --num_processes=N --process_id=I (see recur_jax/distributed.py).
+Running the same command again resumes from the newest checkpoint in --workdir. SIGTERM or Ctrl-C
+checkpoints the current step and exits 0 with the command that resumes. A workdir holding a run with
+another config is refused unless --overwrite (move it to <workdir>/previous/) or --resume_anyway.
+Several processes (hosts) are started by launch/local_multiprocess.py, launch/slurm.py or launch/tpu.py,
+or by hand with --coordinator_address=HOST:PORT --num_processes=N --process_id=I (see
+recur_jax/distributed.py).
 """
 
 import os
+import shlex
 import sys
 
 from absl import app, flags
@@ -41,6 +45,10 @@ except (AttributeError, KeyError, ValueError, TypeError, OSError, flags.Error) a
 flags.DEFINE_string("workdir", "runs/trm_sudoku_cpu", "Output directory (checkpoints, metrics, summary).")
 flags.DEFINE_bool("traceback", False, "Show the full traceback for configuration and data errors.")
 distributed.define_flags(flags)
+flags.DEFINE_bool("overwrite", False, "The workdir holds another run: move its files to <workdir>/previous/<time>/ "
+                  "and start over.")
+flags.DEFINE_bool("resume_anyway", False, "The workdir holds a run with a different config: resume its newest "
+                  "checkpoint under this config (the changed fields are recorded in run.json).")
 
 
 def print_summary(summary: dict) -> None:
@@ -79,6 +87,7 @@ def main(argv):
         print(f"error: {e}", file=sys.stderr)
         return 2
     from recur_jax.checkpoint import CheckpointError
+    from recur_jax.preemption import Preempted
     from recur_jax.train import TrainingDiverged, train_and_evaluate
 
     try:
@@ -90,7 +99,13 @@ def main(argv):
         print(f"error: invalid --config or override: {_one_line(e)}", file=sys.stderr)
         return 2
     try:
-        summary = train_and_evaluate(config, flags.FLAGS.workdir)
+        summary = train_and_evaluate(config, flags.FLAGS.workdir, overwrite=flags.FLAGS.overwrite,
+                                     resume_anyway=flags.FLAGS.resume_anyway)
+    except Preempted as e:
+        again = [a for a in sys.argv[1:] if a.split("=")[0] not in ("--overwrite", "--resume_anyway")]
+        print(f"{e}. To resume, run the same command again: python -m launch.main {shlex.join(again)}",
+              flush=True)
+        return 0
     except (ValueError, FileNotFoundError, TrainingDiverged, CheckpointError) as e:
         if flags.FLAGS.traceback:
             raise

@@ -6,14 +6,18 @@ metrics fingerprint). Every process calls save and restore (Orbax coordinates th
 restore places every array by the target's shardings, whatever mesh or number of processes wrote
 it (tested: 2 processes -> 1 and back, (8, 1) -> (2, 4) -> 1 device).
 Orbax commits a step atomically (it writes to a temporary directory and renames it), keeps the last
-`keep` steps and deletes older ones only after a newer one has been committed. A checkpoint that
-fails to restore (truncated or garbled files) is reported and the previous one is tried.
+`keep` steps and deletes older ones only after a newer one has been committed (a save that dies half
+way leaves `<step>.orbax-checkpoint-tmp*`, which is not a step and is removed when the next training
+run opens the directory (`cleanup_tmp=True`); the older steps are all still there). A checkpoint that fails to
+restore (truncated or garbled files) is reported, set aside under `unreadable/`, and the previous one
+is used. tests/test_faults.py checks each of these.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -34,16 +38,20 @@ class Checkpointer:
       directory: `<workdir>/checkpoints`; created on the first save.
       keep: number of most recent checkpoints kept (>= 1).
       async_save: write in a background thread (the step loop continues).
+      cleanup_tmp: remove temporary directories left by saves that died half way (the training run
+        that owns the directory; never a reader such as `launch.solve`, which could otherwise delete
+        the temporary directory of a save in progress).
     """
 
-    def __init__(self, directory: str | os.PathLike, *, keep: int = 3, async_save: bool = True):
+    def __init__(self, directory: str | os.PathLike, *, keep: int = 3, async_save: bool = True,
+                 cleanup_tmp: bool = False):
         if keep < 1:
             raise ValueError(f"checkpoint.keep must be >= 1, got {keep}")
         self.directory = os.path.abspath(os.fspath(directory))
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=async_save,
-                                                 create=True))
+                                                 create=True, cleanup_tmp_directories=cleanup_tmp))
 
     def steps(self) -> list[int]:
         """Committed checkpoint steps, ascending."""
@@ -59,13 +67,18 @@ class Checkpointer:
         return self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                                 meta=ocp.args.JsonSave(meta)), force=force)
 
-    def restore(self, abstract_state: Any, step: int | None = None) -> tuple[int, Any, dict[str, Any]] | None:
+    def restore(self, abstract_state: Any, step: int | None = None, *,
+                verify: Callable[[Any, dict[str, Any]], None] | None = None
+                ) -> tuple[int, Any, dict[str, Any]] | None:
         """Restores the newest readable checkpoint (or exactly `step`).
 
         Args:
           abstract_state: a pytree like the saved state (arrays or jax.ShapeDtypeStruct with shardings),
             giving structure, dtypes and the shardings to restore onto (resharding as needed).
           step: a specific step; None tries the newest first, then older ones.
+          verify: called as verify(state, meta) after a successful read; raising marks the checkpoint
+            unreadable like a read error (train.py checks the state's sha256 against the one recorded
+            at save time, which catches garbled bytes that still decode).
         Returns:
           (step, state, meta), or None when there is no checkpoint at all.
         Raises:
@@ -78,6 +91,8 @@ class Checkpointer:
             try:
                 restored = self._manager.restore(s, args=ocp.args.Composite(
                     state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+                if verify is not None:
+                    verify(restored.state, dict(restored.meta))
                 if unreadable:
                     self._set_aside(unreadable)
                 return s, restored.state, dict(restored.meta)

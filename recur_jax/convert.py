@@ -20,6 +20,7 @@ torch is optional and imported only in `load_torch_checkpoint`, always with `wei
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Mapping
 from typing import Any
 
@@ -168,20 +169,40 @@ def _to_numpy(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
-def load_torch_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
+MAX_TORCH_CHECKPOINT_BYTES = 8 << 30  # the paper models are ~30 MB; ARC puzzle tables add a few hundred MB
+
+
+def load_torch_checkpoint(path: str | os.PathLike, *, max_bytes: int = MAX_TORCH_CHECKPOINT_BYTES
+                          ) -> dict[str, np.ndarray]:
     """Reads an official checkpoint file (a state_dict saved by `torch.save`) as numpy arrays.
 
-    Uses `torch.load(..., map_location="cpu", weights_only=True)`: no arbitrary unpickling.
+    Uses `torch.load(..., map_location="cpu", weights_only=True)`: no arbitrary unpickling (a file that
+    names any other global, e.g. `os.system`, is refused before anything runs).
 
+    Args:
+      path: the file.
+      max_bytes: larger files are refused before they are read.
     Raises:
       ImportError: torch is not installed (install the `torch` extra).
-      ValueError: naming the file when it is not a state_dict of tensors.
+      safe_io.UnsafeInputError (a ValueError): the file is larger than `max_bytes`.
+      ValueError: naming the file when it is not a state_dict of tensors, holds other objects than
+        tensors (refused by the weights-only unpickler), or is not a torch file at all.
     """
     try:
         import torch  # noqa: PLC0415 (optional dependency)
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError("reading PyTorch checkpoints needs torch: pip install 'recur_jax[torch]'") from e
-    obj = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+    from recur_jax.safe_io import check_size
+
+    check_size(path, max_bytes, "PyTorch checkpoint")
+    try:
+        obj = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as e:
+        boilerplate = ("Weights only load failed", "Please file an issue", "Check the documentation")
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        detail = next((ln for ln in lines if not ln.startswith(boilerplate)), lines[0] if lines else type(e).__name__)
+        raise ValueError(f"{os.fspath(path)}: refused, not a plain PyTorch state_dict of tensors ({detail}); "
+                         f"recur_jax loads only tensors (torch.load weights_only=True)") from None
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(hasattr(v, "detach") for v in obj.values()):

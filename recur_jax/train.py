@@ -34,19 +34,34 @@ import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from recur_jax import act, evaluate, optim, sharding
+from recur_jax import act, config_schema, evaluate, optim, sharding
+from recur_jax import workdir as workdir_lib
 from recur_jax.checkpoint import Checkpointer, abstract_like
 from recur_jax.data.loader import TrainLoader, eval_batches
 from recur_jax.data.tasks import Task, build_task
 from recur_jax.layers import Buffer
 from recur_jax.models import ModelConfig, build_model, count_params
+from recur_jax.preemption import Preempted, PreemptionGuard
+from recur_jax.safe_io import read_json, write_json_atomic
 
 PURPOSE_HALT = 1  # fold_in ids of the RNG streams derived from the root key
 PURPOSE_INIT = 2
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss or a metric became NaN/Inf; the last good checkpoint is kept."""
+    """The loss, a metric or a gradient became NaN/Inf; the last good checkpoint is kept."""
+
+
+def _nonfinite_policy(config: ml_collections.ConfigDict) -> tuple[str, int]:
+    """(policy, max_consecutive_skips) of `config.nonfinite` ("stop", 10 for configs that predate it)."""
+    nf = config.get("nonfinite") or {}
+    return str(nf.get("policy", "stop")), int(nf.get("max_consecutive_skips", 10))
+
+
+def _count_nonfinite(tree) -> jax.Array:
+    """float32 scalar: number of NaN/Inf elements in a pytree of arrays (0 for None)."""
+    leaves = [x for x in jax.tree_util.tree_leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return sum((jnp.sum(~jnp.isfinite(x)).astype(jnp.float32) for x in leaves), jnp.zeros((), jnp.float32))
 
 
 @flax.struct.dataclass
@@ -121,7 +136,17 @@ def make_train_step(graphdef: nnx.GraphDef, config: ml_collections.ConfigDict, m
     """The pure training step `(state, batch) -> (state, metrics)` (not jitted).
 
     Metrics are device scalars: the reference's sums (count, accuracy, exact_accuracy,
-    q_halt_accuracy, steps), the loss terms summed over the batch, `loss` and `lr`.
+    q_halt_accuracy, steps), the loss terms summed over the batch, `loss`, `lr`, and the non-finite
+    guard's `nonfinite_loss` (1.0 when the loss is NaN/Inf), `nonfinite_grads` / `nonfinite_puzzle_grads`
+    (NaN/Inf elements in the gradients of the parameters / of the gathered puzzle-table rows) and
+    `skipped` (1.0 when the step was skipped).
+
+    With `config.nonfinite.policy == "skip"`, a step whose loss or gradients are not finite leaves
+    params, optimizer state, EMA, puzzle table and ACT carry exactly as they were; only `step` advances
+    (so the data position moves past the batch; the optimizers' own step counts, and so their
+    schedules, do not); its loss and accuracy sums are zeroed. With "stop" (default)
+    the step is applied as computed and the host raises `TrainingDiverged` (see train_and_evaluate).
+
     `compute_shardings` (`sharding.compute_shardings`): the parameters are constrained to these for
     the forward/backward (FSDP all-gather); None leaves placement to the compiler.
     """
@@ -180,11 +205,24 @@ def make_train_step(graphdef: nnx.GraphDef, config: ml_collections.ConfigDict, m
         acc, rest = jax.lax.scan(body, zeros, (jnp.arange(k), xs))
         return acc, jax.tree_util.tree_map(merge, rest)
 
+    skip_nonfinite = _nonfinite_policy(config)[0] == "skip"
+
     def one_step(state: TrainState, batch: act.Batch, row_weight=None):
         rng = jax.random.fold_in(jax.random.fold_in(root, state.step), PURPOSE_HALT)
         (loss, metrics, grads), (carry, pz) = microbatched(state, batch, rng, row_weight)
-        metrics = dict(metrics, loss=loss, lr=optim.scheduled_lr(lr_schedule, state.step + 1))
-        return apply_grads(state, grads, pz, carry), metrics
+        bad_grads = _count_nonfinite(grads)
+        bad_pz = _count_nonfinite(pz[1]) if pz is not None else jnp.zeros((), jnp.float32)
+        metrics = dict(metrics, loss=loss, lr=optim.scheduled_lr(lr_schedule, state.step + 1),
+                       nonfinite_loss=(~jnp.isfinite(loss)).astype(jnp.float32), nonfinite_grads=bad_grads,
+                       nonfinite_puzzle_grads=bad_pz)
+        new = apply_grads(state, grads, pz, carry)
+        if not skip_nonfinite:
+            return new, dict(metrics, skipped=jnp.zeros((), jnp.float32))
+        ok = jnp.isfinite(loss) & (bad_grads == 0) & (bad_pz == 0)
+        new = jax.tree_util.tree_map(lambda n, o: jnp.where(ok, n, o), new, state).replace(step=new.step)
+        kept = ("lr", "nonfinite_loss", "nonfinite_grads", "nonfinite_puzzle_grads")
+        metrics = {k: v if k in kept else jnp.where(ok, v, jnp.zeros_like(v)) for k, v in metrics.items()}
+        return new, dict(metrics, skipped=1.0 - ok.astype(jnp.float32))
 
     if config.act_mode == "streaming":
         return one_step
@@ -211,14 +249,36 @@ def make_train_step(graphdef: nnx.GraphDef, config: ml_collections.ConfigDict, m
     return episode
 
 
+def _digest(tree) -> str:
+    h = hashlib.sha256()
+    for leaf in jax.tree_util.tree_leaves(tree):
+        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            leaf = jax.random.key_data(leaf)
+        arr = np.asarray(jax.device_get(leaf))
+        h.update(f"{arr.dtype}{arr.shape}".encode())
+        h.update(np.ascontiguousarray(arr).tobytes())
+    return h.hexdigest()
+
+
+def fingerprint_parts(state: TrainState) -> dict[str, str]:
+    """sha256 (hex) of each part of the state: params, opt_state (AdamATan2), ema, puzzle_table (with
+    its SignSGD state), carry (the ACT carry), step. Equal digests mean bitwise-equal parts."""
+    return {"params": _digest(state.params), "opt_state": _digest(state.opt_state),
+            "ema": _digest(state.ema_params), "puzzle_table": _digest((state.puzzle_table, state.puzzle_opt_state)),
+            "carry": _digest(state.carry), "step": _digest(state.step)}
+
+
 def fingerprint(state: TrainState) -> str:
-    """sha256 over the bytes (and shapes/dtypes) of params, optimizer state, EMA and puzzle table."""
+    """sha256 over the bytes (and shapes/dtypes) of params, optimizer state, EMA, puzzle table (and its
+    optimizer state), ACT carry and step: equal fingerprints mean the same run state bit for bit."""
     h = hashlib.sha256()
     for leaf in jax.tree_util.tree_leaves((state.params, state.opt_state, state.ema_params, state.puzzle_table,
                                            state.puzzle_opt_state)):
         arr = sharding.to_host(leaf)  # gathers arrays sharded over several processes
         h.update(f"{arr.dtype}{arr.shape}".encode())
         h.update(np.ascontiguousarray(arr).tobytes())
+    h.update(_digest(state.carry).encode())
+    h.update(_digest(state.step).encode())
     return h.hexdigest()
 
 
@@ -252,13 +312,18 @@ def _normalise_train_metrics(sums: dict[str, float], steps: int, global_batch: i
         if k in sums:
             out[k] = sums[k] / (max(steps, 1) * global_batch)
     out["lr"] = sums.get("lr_last", 0.0)
+    out["skipped"] = sums.get("skipped", 0.0)  # non-finite steps skipped in this window (policy "skip")
     return out
 
 
 class _RunLog:
-    """metrics.jsonl + TensorBoard, written by process 0 only."""
+    """metrics.jsonl + TensorBoard, written by process 0 only.
 
-    def __init__(self, workdir: str, restored_step: int, active: bool):
+    On resume the lines after the restored step are dropped (they are replayed), as are torn lines;
+    with `redo_final_eval` also the evaluation line at the restored step (the final one, run again).
+    """
+
+    def __init__(self, workdir: str, restored_step: int, active: bool, redo_final_eval: bool = False):
         self.active = active
         self.path = os.path.join(workdir, "metrics.jsonl")
         self.tb = None
@@ -271,7 +336,10 @@ class _RunLog:
                     if not ln.strip():
                         continue
                     try:
-                        if json.loads(ln).get("step", 0) <= restored_step:
+                        rec = json.loads(ln)
+                        step = rec.get("step", 0)
+                        if step < restored_step or (step == restored_step and not (
+                                redo_final_eval and rec.get("kind") == "eval")):
                             kept.append(ln if ln.endswith("\n") else ln + "\n")
                     except json.JSONDecodeError:  # a line torn by a kill or a full disk: dropped
                         print(f"warning: {self.path}: dropping an unreadable line: {ln[:60]!r}")
@@ -304,10 +372,15 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
     """Checks every training field before anything is built or written.
 
     Raises:
-      ValueError: naming the first invalid field (`config.<name>=<value>: expected ...`).
+      ValueError: naming the first invalid field (`config.<name>=<value>: expected ...`): an unknown
+        field, a value of the wrong type, a value out of range, or an impossible combination (batch not
+        divisible by the devices or microbatches, mlp_t with RoPE, a puzzle prefix too short for
+        puzzle_emb_ndim, fewer steps than one episode, ...).
     """
     def bad(name: str, value: Any, expected: str):
         raise ValueError(f"config.{name}={value!r}: expected {expected}")
+
+    config_schema.check(config)  # unknown fields and wrong types, named
 
     for name in ("total_steps", "global_batch_size", "log_every", "microbatches"):
         if int(config[name]) < 1:
@@ -336,10 +409,38 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
     sharding.validate(config, num_devices, jax.process_count())  # mesh, rules, batch sizes vs data*fsdp
     if int(config.checkpoint.keep) < 1:
         bad("checkpoint.keep", config.checkpoint.keep, "an integer >= 1")
+    policy, max_skips = _nonfinite_policy(config)
+    if policy not in ("stop", "skip"):
+        bad("nonfinite.policy", policy, "'stop' or 'skip'")
+    if max_skips < 1:
+        bad("nonfinite.max_consecutive_skips", max_skips, "an integer >= 1")
+    if config.act_mode == "episode" and config.total_steps < config.model.halt_max_steps:
+        bad("total_steps", config.total_steps, f"at least one episode of model.halt_max_steps="
+            f"{config.model.halt_max_steps} optimizer steps (act_mode='episode')")
     for name in ("num_train", "num_test"):
         if name in config.data and int(config.data[name]) < (1 if name == "num_train" else 0):
             bad(f"data.{name}", config.data[name], "a positive integer" if name == "num_train" else ">= 0")
     ModelConfig.from_dict(config.model.to_dict())  # validates the model fields, naming them
+
+
+def _maybe_fingerprint(state: TrainState) -> str | None:
+    """fingerprint(state) when every array is readable from this process (else None: not checked)."""
+    if all(getattr(x, "is_fully_addressable", True) for x in jax.tree_util.tree_leaves(state)):
+        return fingerprint(state)
+    return None
+
+
+def _verify_fingerprint(state: TrainState, meta: dict[str, Any]) -> None:
+    """Raises ValueError when a restored state's bytes differ from those recorded at save time."""
+    want = meta.get("fingerprint")
+    if want is not None and (got := _maybe_fingerprint(state)) is not None and got != want:
+        raise ValueError(f"the restored state's sha256 {got[:16]}... differs from the {want[:16]}... recorded "
+                         f"when it was saved (garbled bytes)")
+
+
+def _prng_impl() -> str:
+    """The name of JAX's default PRNG implementation (part of the RNG state a checkpoint records)."""
+    return str(jax.config.jax_default_prng_impl)
 
 
 def _resolve(config: ml_collections.ConfigDict, task: Task) -> tuple[ml_collections.ConfigDict, ModelConfig]:
@@ -356,23 +457,49 @@ def _resolve(config: ml_collections.ConfigDict, task: Task) -> tuple[ml_collecti
     return config, ModelConfig.from_dict(config.model.to_dict())
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+def _nonfinite_quantities(host: dict[str, float]) -> list[str]:
+    """Names of the non-finite quantities of one step's host metrics (empty when all are finite)."""
+    out = []
+    if host.get("nonfinite_loss", 0.0) or not math.isfinite(host.get("loss", 0.0)):
+        out.append("loss")
+    out += [k for k, v in host.items() if k != "loss" and not math.isfinite(v)]
+    if host.get("nonfinite_grads", 0.0):
+        out.append(f"gradient of the parameters ({int(host['nonfinite_grads'])} NaN/Inf values)")
+    if host.get("nonfinite_puzzle_grads", 0.0):
+        out.append(f"gradient of the puzzle embeddings ({int(host['nonfinite_puzzle_grads'])} NaN/Inf values)")
+    return out
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = False,
+                       resume_anyway: bool = False) -> dict[str, Any]:
     """Trains, evaluates and checkpoints into `workdir`; resumes if it holds checkpoints.
 
     Args:
       config: an experiment config (experiments/*.py `get_config`), possibly overridden.
       workdir: output directory (created).
+      overwrite: the workdir holds another run: move its files to `<workdir>/previous/<time>/` and
+        start a fresh run (see `recur_jax.workdir`).
+      resume_anyway: the workdir holds a run with a different config: resume its newest checkpoint
+        under this config (the model, global batch and EMA must still match the checkpoint).
     Returns:
       The summary dict also written to `workdir/summary.json`.
     Raises:
       ValueError: an invalid config field (named) or data that fails validation (file and line);
         nothing in an existing workdir's checkpoints is touched then.
-      TrainingDiverged: the loss became NaN/Inf (the last good checkpoint is kept).
+      workdir.WorkdirMismatch (a ValueError): the workdir's run.json (or newest checkpoint) records a
+        different config and neither `overwrite` nor `resume_anyway` was given.
+      TrainingDiverged: the loss or a gradient became NaN/Inf (policy "stop"; the message names the step
+        and the quantity; no checkpoint is written after the last good one), or more than
+        `nonfinite.max_consecutive_skips` steps in a row were skipped (policy "skip").
+      Preempted: SIGTERM/SIGINT (or, multi-host, a preemption notice to any process): a checkpoint of
+        the current step was written (and committed) first; running again resumes from it.
     """
     t_start = time.time()
     workdir = os.path.abspath(workdir)
     n_dev, n_proc, pid = jax.device_count(), jax.process_count(), jax.process_index()
     validate_config(config, n_dev)
+    if overwrite and resume_anyway:
+        raise ValueError("overwrite and resume_anyway exclude each other: start over, or continue the run")
     if os.path.exists(workdir) and not os.path.isdir(workdir):
         raise ValueError(f"--workdir={workdir} exists and is not a directory")
     if n_proc > 1 and pid != 0:  # process 0 builds the data first, the others then reuse it
@@ -381,6 +508,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if n_proc > 1 and pid == 0:
         sharding.barrier("recur_jax_data_built")
     config, model_cfg = _resolve(config, task)
+    recorded, recorded_source = workdir_lib.recorded_config(workdir)
+    changed = workdir_lib.check(recorded, recorded_source, config.to_dict(), overwrite=overwrite,
+                                resume_anyway=resume_anyway)
+    if overwrite:
+        if pid == 0:
+            workdir_lib.set_aside_previous_run(workdir)
+        if n_proc > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("recur_jax: previous run set aside")
 
     mesh = sharding.make_mesh(config)
     replicated = NamedSharding(mesh, P())
@@ -398,22 +535,32 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         lambda: init_train_state(config, model_cfg, example), mesh, config)  # created in place, sharded
 
     checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.checkpoint.keep,
-                                async_save=config.checkpoint.async_save)
+                                async_save=config.checkpoint.async_save, cleanup_tmp=True)
     for s in reversed(checkpointer.steps()):  # refuse before touching anything if the run differs
         try:
             saved = checkpointer.read_meta(s).get("config", {})
         except Exception:  # noqa: BLE001 - an unreadable record is handled by restore() below
             continue
-        for key in ("model", "data", "global_batch_size", "ema", "seed"):
+        # The model, batch and EMA decide the checkpoint's structure: never resumable under others.
+        for key in ("model", "global_batch_size", "ema") + (() if resume_anyway else ("data", "seed")):
             now = config[key].to_dict() if isinstance(config[key], ml_collections.ConfigDict) else config[key]
             if key in saved and saved[key] != now:
                 raise ValueError(f"{checkpointer.directory}: checkpoint {s} was written with a different "
-                                 f"config.{key}; resuming needs the same one (or use a new --workdir)")
+                                 f"config.{key}; resuming needs the same one (or use a new --workdir, or "
+                                 f"--overwrite)")
+        if recorded is None:  # no readable run.json: the checkpoint's record decides
+            changed = workdir_lib.check(saved, f"{checkpointer.directory}/{s}", config.to_dict(),
+                                        overwrite=False, resume_anyway=resume_anyway)
         break
-    restored = checkpointer.restore(abstract_like(state))
-    start_step = 0
+    restored = checkpointer.restore(abstract_like(state), verify=_verify_fingerprint)
+    start_step, resume_meta = 0, {}
     if restored is not None:
-        start_step, state, _ = restored
+        start_step, state, resume_meta = restored
+        saved_rng = resume_meta.get("rng", {})
+        if saved_rng.get("prng_impl", _prng_impl()) != _prng_impl():
+            raise ValueError(f"{checkpointer.directory}: checkpoint {start_step} was written with "
+                             f"jax_default_prng_impl={saved_rng['prng_impl']!r}, this process uses "
+                             f"{_prng_impl()!r}: the random streams would differ; set the same one to resume")
         print(f"Resuming from step {start_step} ({checkpointer.directory})")
 
     param_compute = sharding.compute_shardings(shardings.params)  # FSDP: gathered over fsdp for compute
@@ -430,9 +577,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                "mesh": dict(mesh.shape), "seed": config.seed, "num_params": num_params,
                "data": task.describe, "resumed_from_step": start_step,
                "param_shardings": sharding.describe(shardings.params)}
-        with open(os.path.join(workdir, "run.json"), "w") as f:
-            json.dump(run, f, indent=2, default=str)
-    runlog = _RunLog(workdir, start_step, is_main)
+        history = workdir_lib.recorded_run_field(workdir, "resumed_anyway") or []  # never dropped
+        if changed and resume_anyway and restored is not None:
+            history = [*history, {"from_step": start_step, "changed": {k: {"before": a, "now": b}
+                                                                        for k, (a, b) in sorted(changed.items())}}]
+        if history:
+            run["resumed_anyway"] = history
+        write_json_atomic(os.path.join(workdir, "run.json"), run, indent=2, default=str)
+    steps_per_batch = model_cfg.halt_max_steps if config.act_mode == "episode" else 1
+    runlog = _RunLog(workdir, start_step, is_main,  # resumed at the end: the final evaluation runs again
+                     redo_final_eval=start_step >= config.total_steps // steps_per_batch * steps_per_batch)
 
     eval_steps = int(config.eval.halt_max_steps)
     def eval_step(p, b, t, batch):  # parameters gathered over fsdp as in the train step
@@ -452,7 +606,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         return evaluate.evaluate(eval_fn, params, st.buffers, st.puzzle_table, batches, put_batch)
 
     def meta(step: int) -> dict[str, Any]:
-        return {"step": step, "data_position": step, "config": config.to_dict()}
+        # The RNG is stateless: every draw derives from (config.seed, step) and the data stream from
+        # (data.seed + seed, step); the host-side metric window is saved so logs continue unchanged.
+        return {"step": step, "data_position": step, "config": config.to_dict(), "fingerprint": _maybe_fingerprint(state),
+                "rng": {"seed": config.seed, "data_seed": config.data.seed + config.seed, "prng_impl": _prng_impl()},
+                "train_window": {"sums": dict(sums), "steps": window_steps}, "last_train": last_train,
+                "skip_streak": skip_streak}
 
     from tqdm import tqdm
 
@@ -463,24 +622,39 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         raise ValueError(f"config.total_steps={config.total_steps} is less than one episode "
                          f"({per_batch} optimizer steps)")
     bar = tqdm(total=total, initial=start_step, disable=not is_main, dynamic_ncols=True, desc="train")
-    sums: dict[str, float] = {}
-    window_steps, window_t = 0, time.time()
+    window = resume_meta.get("train_window", {})
+    sums: dict[str, float] = dict(window.get("sums", {}))
+    window_steps, window_t = int(window.get("steps", 0)), time.time()
     pending = None
     last_good = start_step
     last_eval: dict[str, Any] = {}
-    last_train: dict[str, float] = {}
+    last_train: dict[str, float] = dict(resume_meta.get("last_train", {}))
+    policy, max_skips = _nonfinite_policy(config)
+    skip_streak = int(resume_meta.get("skip_streak", 0))
 
     def consume(step: int, metrics: dict[str, jax.Array]):
-        nonlocal window_steps, window_t, last_train
+        nonlocal window_steps, window_t, last_train, skip_streak
         host = {k: float(v) for k, v in jax.device_get(metrics).items()}
-        bad = [k for k, v in host.items() if not math.isfinite(v)]
-        if bad:
-            raise TrainingDiverged(f"step {step}: non-finite {', '.join(bad)}; the last good checkpoint "
-                                   f"(step {last_good}) in {checkpointer.directory} is kept")
+        where = f"step {step}" if per_batch == 1 else f"steps {step - per_batch + 1}-{step} (one episode)"
+        bad = _nonfinite_quantities(host)
+        kept = (f"the last good checkpoint (step {last_good}) in {checkpointer.directory} is kept and nothing "
+                f"after it was written" if last_good else f"no checkpoint was written to {checkpointer.directory}")
+        if bad and (policy != "skip" or not host.get("skipped", 0.0)):
+            raise TrainingDiverged(f"{where}: non-finite {', '.join(bad)}; {kept} "
+                                   f"(config.nonfinite.policy='skip' skips such steps instead)")
+        if host.get("skipped", 0.0):
+            skip_streak += int(host["skipped"])
+            bar.write(f"{where}: skipped {int(host['skipped'])} step(s) with non-finite {', '.join(bad)}; "
+                      f"the state is unchanged by them")
+            if skip_streak > max_skips:
+                raise TrainingDiverged(f"{where}: {skip_streak} non-finite steps in a row were skipped, more than "
+                                       f"config.nonfinite.max_consecutive_skips={max_skips}; {kept}")
+        else:
+            skip_streak = 0
         for k, v in host.items():
             if k == "lr":
                 sums["lr_last"] = v
-            else:
+            elif not k.startswith("nonfinite_"):
                 sums[k] = sums.get(k, 0.0) + v
         window_steps += per_batch
         if step // config.log_every > (step - per_batch) // config.log_every or step == total:
@@ -495,6 +669,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             sums.clear()
             window_steps, window_t = 0, time.time()
 
+    guard = PreemptionGuard(n_proc).__enter__()
+
+    def stop_for_preemption(step: int):
+        """Checkpoints `step` (unless it just was), waits for the commit, raises Preempted."""
+        nonlocal pending
+        if pending is not None:
+            consume(*pending)
+            pending = None
+        checkpointer.wait()  # a periodic save of this very step may still be in flight
+        if step not in checkpointer.steps():
+            checkpointer.save(step, state, meta(step), force=True)
+            checkpointer.wait()
+        raise Preempted(step, checkpointer.directory, guard.reason())
+
     try:
         for b in range(start_step // per_batch, total // per_batch):
             batch = put_batch(loader.batch(b))
@@ -508,11 +696,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             def crossed(every: int) -> bool:
                 return bool(every) and done // every > (done - per_batch) // every and done < total
 
-            if crossed(config.checkpoint_every):
-                consume(*pending)
-                pending = None
-                checkpointer.save(done, state, meta(done))
-                last_good = done
+            # Evaluate before checkpointing: a resumed run must not lose (or repeat) an evaluation line.
             if crossed(config.eval_every):
                 if pending is not None:
                     consume(*pending)
@@ -522,22 +706,32 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 if is_main:
                     bar.write(f"step {done}: eval exact_accuracy={last_eval['exact_accuracy']:.4f} "
                               f"accuracy={last_eval['accuracy']:.4f}")
+            if crossed(config.checkpoint_every):
+                if pending is not None:
+                    consume(*pending)
+                    pending = None
+                checkpointer.save(done, state, meta(done))
+                last_good = done
+            if guard.should_stop(done):  # every step, on every process (multi-host sync point)
+                stop_for_preemption(done)
         if pending is not None:
             consume(*pending)
         bar.close()
         final_step = int(state.step)
         if final_step > start_step or not checkpointer.steps():
             checkpointer.save(final_step, state, meta(final_step), force=True)
+        if guard.requested and n_proc == 1:  # signalled after the last step: skip the evaluation
+            stop_for_preemption(final_step)
         last_eval = run_eval(state)
         runlog.write("eval", final_step, last_eval)
         summary = {"step": final_step, "wall_s": time.time() - t_start, "eval": last_eval, "train": last_train,
-                   "fingerprint": fingerprint(state), "num_params": num_params,
-                   "data": task.describe}
+                   "fingerprint": fingerprint(state), "fingerprint_parts": fingerprint_parts(state),
+                   "num_params": num_params, "data": task.describe}
         if is_main:
-            with open(os.path.join(workdir, "summary.json"), "w") as f:
-                json.dump(summary, f, indent=2)
+            write_json_atomic(os.path.join(workdir, "summary.json"), summary, indent=2)
         return summary
     finally:
+        guard.__exit__(None, None, None)
         bar.close()
         checkpointer.close()
         runlog.close()
@@ -550,12 +744,15 @@ def load_for_inference(workdir: str, step: int | None = None):
       (config, model_cfg, graphdef, params (EMA when EMA is on), buffers, puzzle_table, step).
     Raises:
       FileNotFoundError: no run.json or no checkpoint in `workdir`.
+      ValueError: run.json is too large, not JSON, or not a run record (names the file).
     """
     path = os.path.join(workdir, "run.json")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path} not found: is {workdir} a recur_jax workdir?")
-    with open(path) as f:
-        config = ml_collections.ConfigDict(json.load(f)["config"])
+    run = read_json(path, max_bytes=workdir_lib.MAX_RUN_JSON_BYTES)
+    if not isinstance(run, dict) or not isinstance(run.get("config"), dict):
+        raise ValueError(f"{path}: expected an object with a 'config' object (a recur_jax run record)")
+    config = ml_collections.ConfigDict(run["config"])
     model_cfg = ModelConfig.from_dict(config.model.to_dict())
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=max(1, config.checkpoint.keep), async_save=False)
     if not ckpt.steps():

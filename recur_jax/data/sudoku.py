@@ -37,6 +37,8 @@ PAD_ID = 0
 BLANK_ID = 1
 
 CSV_HEADER = ("source", "question", "answer", "rating")
+MAX_CSV_LINE_CHARS = 4096  # a row is about 170 characters; longer lines are refused before parsing
+MAX_CSV_ROWS = 10_000_000  # the official train.csv has about 3.8M rows; about 1.7 GB once parsed
 
 TIERS = ("easy", "medium", "hard", "mixed")
 EASY_GIVENS = (36, 45)  # inclusive range of givens of the "easy" tier
@@ -388,7 +390,22 @@ def _check_duplicates(file: str, q: np.ndarray, lines: np.ndarray) -> None:
         seen[key] = i
 
 
-def read_csv(path, *, chunk_rows: int = 262144) -> SudokuSet:
+def _bounded_lines(f, file: str, max_chars: int):
+    """The lines of `f`, each read with a length limit (a crafted line cannot exhaust memory)."""
+    n = 0
+    while True:
+        line = f.readline(max_chars + 1)
+        if not line:
+            return
+        n += 1
+        if len(line) > max_chars:
+            _fail(file, n, f"line longer than {max_chars} characters", "a row of about 170 characters "
+                  "(source,question,answer,rating)")
+        yield line
+
+
+def read_csv(path, *, chunk_rows: int = 262144, max_rows: int = MAX_CSV_ROWS,
+             max_line_chars: int = MAX_CSV_LINE_CHARS) -> SudokuSet:
     """Reads and validates a Sudoku-Extreme CSV file (TRM.md 6.2; `build_sudoku_dataset.py`).
 
     Format: header `source,question,answer,rating`; question and answer are 81 characters,
@@ -399,6 +416,9 @@ def read_csv(path, *, chunk_rows: int = 262144) -> SudokuSet:
     Args:
       path: the CSV file (str or os.PathLike); its string form names the file in errors.
       chunk_rows: rows parsed and validated at a time (memory bound).
+      max_rows: more data rows than this are refused (memory bound of the parsed arrays).
+      max_line_chars: a longer physical line is refused before it is parsed; a chunk stops at the first
+        row with the wrong number of columns, so a crafted file cannot make huge rows either.
     Returns:
       SudokuSet(questions uint8 [N, 81] (0 = blank), answers uint8 [N, 81], ratings float32 [N]),
       in file order.
@@ -407,13 +427,15 @@ def read_csv(path, *, chunk_rows: int = 262144) -> SudokuSet:
         missing or wrong header, no data rows, a wrong column count, a question or answer of the wrong
         length or with a bad character, a rating that is not a finite number, an answer that
         contradicts a given, an answer that is not a valid Sudoku solution, a duplicate question
-        (both lines named), or malformed CSV quoting.
+        (both lines named), malformed CSV quoting, a line longer than `max_line_chars`, or more than
+        `max_rows` data rows.
       OSError: the file cannot be opened.
     """
     file = os.fspath(path)
     qs, as_, rs, ls = [], [], [], []
+    n_rows = 0
     with open(file, newline="", encoding="utf-8-sig", errors="replace") as f:
-        reader = csv.reader(f, strict=True)
+        reader = csv.reader(_bounded_lines(f, file, max_line_chars), strict=True)
         try:
             header = next(reader, None)
         except csv.Error as e:
@@ -430,8 +452,18 @@ def read_csv(path, *, chunk_rows: int = 262144) -> SudokuSet:
                 for row in itertools.islice(reader, chunk_rows):
                     rows.append(row)
                     lines.append(reader.line_num)
+                    if len(row) != len(CSV_HEADER):  # _validate_chunk reports this row or an earlier one
+                        break
+                    n_rows += 1
+                    if n_rows > max_rows:
+                        _fail(file, reader.line_num, f"more than {max_rows} data rows",
+                              f"at most {max_rows} rows (read_csv max_rows)")
             except csv.Error as e:  # report it after the rows before it, which may fail earlier
-                csv_error = (max(reader.line_num, 1), str(e))
+                csv_error = (max(reader.line_num, 1), f"malformed CSV ({e})", "comma-separated fields (RFC 4180)")
+            except SudokuDataError as e:  # a line over the length limit: also after the rows before it
+                if e.problem.startswith("more than"):
+                    raise
+                csv_error = (e.line, e.problem, e.expected)
             if rows:
                 line_arr = np.asarray(lines, np.int64)
                 q, a, r = _validate_chunk(file, rows, line_arr)
@@ -440,7 +472,7 @@ def read_csv(path, *, chunk_rows: int = 262144) -> SudokuSet:
                 break
             del rows
         if csv_error is not None:
-            _fail(file, csv_error[0], f"malformed CSV ({csv_error[1]})", "comma-separated fields (RFC 4180)")
+            _fail(file, *csv_error)
     if not qs:
         _fail(file, header_line + 1, "no puzzles after the header", "at least one data row")
     q, a = np.concatenate(qs), np.concatenate(as_)
