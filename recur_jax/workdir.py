@@ -17,13 +17,15 @@ Two ways past a refusal (`launch.main --overwrite / --resume_anyway`):
 from __future__ import annotations
 
 import datetime
+import json
 import os
 from typing import Any
 
 from recur_jax.safe_io import read_json
 
 IGNORED = ("log_every", "eval_every", "checkpoint_every", "checkpoint", "eval", "data.data_dir",
-           "nonfinite.max_consecutive_skips")
+           "nonfinite.max_consecutive_skips",
+           "mesh", "sharding")  # the layout: checkpoints restore onto any mesh (resharding on restore)
 RUN_FILES = ("checkpoints", "run.json", "metrics.jsonl", "summary.json", "tb")
 MAX_RUN_JSON_BYTES = 16 << 20
 
@@ -48,7 +50,8 @@ def _ignored(key: str) -> bool:
 
 def config_differences(saved: dict[str, Any], now: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """Fields (dotted names) whose values differ and matter for the trained state: {name: (saved, now)}."""
-    old, new = _flatten(saved), _flatten(now)
+    # compared as JSON values (run.json holds lists where a live config holds tuples)
+    old, new = (_flatten(json.loads(json.dumps(d, default=str))) for d in (saved, now))
     diffs = {k: (old[k], new.get(k)) for k in old if not _ignored(k) and k in new and old[k] != new[k]}
     for k in set(old) - set(new):
         if not _ignored(k):
