@@ -24,7 +24,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -453,23 +453,43 @@ def grid_key(grid: np.ndarray) -> bytes:
 # ----------------------------------------------------------------------------- the data set
 
 
+def _metadata(identifiers: Sequence[str], test_tasks: dict[str, Any], stats: dict[str, Any]) -> dict[str, Any]:
+    augs, invs = [None], [None]
+    for name in identifiers[1:]:
+        task, a = Augmentation.from_name(name)
+        augs.append({"task": task, "t": a.t, "colors": a.colors.tolist()})
+        invs.append({"t": DIHEDRAL_INVERSE[a.t], "colors": a.inverse_colors().tolist()})
+    return {"identifiers": list(identifiers), "augmentations": augs, "inverse": invs,
+            "num_puzzle_identifiers": len(identifiers), "test_tasks": test_tasks, "stats": stats}
+
+
 @dataclasses.dataclass
-class ArcSets:
-    """Encoded ARC splits and their metadata (what the TFDS builder writes).
+class ArcPlan:
+    """The versions of every task and their identifiers; examples are encoded lazily, split by split.
+
+    Memory stays small at the reference scale (1000 augmentations: about 0.9M versions, 3.6M
+    training examples), because `examples(split)` yields one example at a time.
 
     Attributes:
-      train, test: {"inputs": [N, 900] uint8, "labels": [N, 900] uint8, "puzzle_identifiers": [N] int32}.
-      identifiers: list, id -> version name; identifiers[0] == "<blank>".
-      test_tasks: {task name: the original task in the public JSON format} for the test subset
-        (demonstrations and test pairs with outputs): what the evaluator scores against.
-      stats: counts (tasks, versions, examples per split, per subset).
+      subsets: [(subset name, tasks)] in identifier order.
+      test_set_name: the held-out subset.
+      versions: per subset, per task, its versions (identity first).
+      first_id: per subset, per task, the puzzle identifier of its first version (consecutive ids).
+      identifiers: id -> version name; identifiers[0] == "<blank>".
+      test_tasks: {task: public JSON with outputs} of the held-out subset.
+      stats: counts (tasks, versions per subset; examples per split; test pairs).
+      seed, translate: see `plan_sets`.
     """
 
-    train: dict[str, np.ndarray]
-    test: dict[str, np.ndarray]
+    subsets: list
+    test_set_name: str
+    versions: list
+    first_id: list
     identifiers: list[str]
     test_tasks: dict[str, Any]
     stats: dict[str, Any]
+    seed: int
+    translate: bool
 
     def metadata(self) -> dict[str, Any]:
         """JSON-able: identifiers, each id's augmentation and exact inverse, and the test tasks.
@@ -477,33 +497,64 @@ class ArcSets:
         `augmentations[id]` = {"task", "t", "colors"} and `inverse[id]` = {"t", "colors"} (apply the
         inverse dihedral id `t`, then map colours through `colors`); entry 0 (blank) is null.
         """
-        augs, invs = [None], [None]
-        for name in self.identifiers[1:]:
-            task, a = Augmentation.from_name(name)
-            augs.append({"task": task, "t": a.t, "colors": a.colors.tolist()})
-            invs.append({"t": DIHEDRAL_INVERSE[a.t], "colors": a.inverse_colors().tolist()})
-        return {"identifiers": self.identifiers, "augmentations": augs, "inverse": invs,
-                "num_puzzle_identifiers": len(self.identifiers), "test_tasks": self.test_tasks,
-                "stats": self.stats}
+        return _metadata(self.identifiers, self.test_tasks, self.stats)
+
+    def examples(self, split: str) -> Iterator[dict[str, Any]]:
+        """Encoded examples of "train" or "test", in a fixed order.
+
+        Yields:
+          {"inputs": [900] uint8, "labels": [900] uint8, "puzzle_identifiers": int}.
+        Train: for each subset, task and version, its demonstrations (and, outside the held-out subset,
+        its test pairs), translated by offsets drawn from `np.random.default_rng([seed, 1, id])` (one
+        example per version, drawn from the same generator, stays at (0, 0)). Test: the held-out
+        subset's test pairs of every version at (0, 0).
+        """
+        if split not in ("train", "test"):
+            raise ValueError(f"split={split!r}; expected 'train' or 'test'")
+        for (subset, tasks), versions, first in zip(self.subsets, self.versions, self.first_id):
+            is_test = subset == self.test_set_name
+            if split == "test" and not is_test:
+                continue
+            for task, task_versions_, pid0 in zip(tasks, versions, first):
+                pairs = list(task.test) if split == "test" else list(task.train) + ([] if is_test else list(task.test))
+                for v, aug in enumerate(task_versions_):
+                    pid = pid0 + v
+                    rng = np.random.default_rng([self.seed, 1, pid]) if split == "train" else None
+                    keep = int(rng.integers(0, len(pairs))) if rng is not None else -1
+                    for k, (i, o) in enumerate(pairs):
+                        i, o = aug.apply(i), aug.apply(o)
+                        r = c = 0
+                        if rng is not None and self.translate and k != keep:
+                            r = int(rng.integers(0, MAX_GRID - max(i.shape[0], o.shape[0]) + 1))
+                            c = int(rng.integers(0, MAX_GRID - max(i.shape[1], o.shape[1]) + 1))
+                        yield {"inputs": grid_to_seq(i, r, c), "labels": grid_to_seq(o, r, c), "puzzle_identifiers": pid}
+
+    def arrays(self, split: str) -> dict[str, np.ndarray]:
+        """All examples of a split stacked: inputs/labels [N, 900] uint8, puzzle_identifiers [N] int32."""
+        ex = list(self.examples(split))
+        return {"inputs": np.array([e["inputs"] for e in ex], np.uint8).reshape(-1, SEQ_LEN),
+                "labels": np.array([e["labels"] for e in ex], np.uint8).reshape(-1, SEQ_LEN),
+                "puzzle_identifiers": np.array([e["puzzle_identifiers"] for e in ex], np.int32)}
 
 
-def build_sets(subsets: Sequence[tuple[str, Sequence[ArcTask]]], test_set_name: str, num_aug: int,
-               seed: int, translate: bool = True) -> ArcSets:
-    """Encodes tasks as the reference builder does (TRM.md 6.4).
+def plan_sets(subsets: Sequence[tuple[str, Sequence[ArcTask]]], test_set_name: str, num_aug: int,
+              seed: int, translate: bool = True) -> ArcPlan:
+    """Chooses the versions of every task as the reference builder does (TRM.md 6.4).
 
-    For every subset, task and version (identity + up to num_aug augmentations): the demonstrations
-    go to train; test pairs go to test for the subset named `test_set_name`, to train otherwise.
-    Train examples are translated by a random offset fixed here (one random example per version
-    keeps (0, 0)); test examples sit at (0, 0).
+    For every subset, task and version (identity + up to num_aug augmentations, drawn from one
+    `np.random.default_rng([seed, 0])` in task order): the demonstrations go to train; test pairs go
+    to test for the subset named `test_set_name`, to train otherwise. Train examples are translated
+    by a random offset fixed at build time (one random example per version keeps (0, 0)); test
+    examples sit at (0, 0).
 
     Args:
       subsets: [(subset name, tasks)], in identifier order.
       test_set_name: the subset whose test pairs are held out (its outputs are required).
       num_aug: augmented versions per task besides the identity (reference 1000).
-      seed: numpy Generator seed (the whole build is deterministic).
+      seed: the whole build is a function of the seed.
       translate: random train offsets (False: all at (0, 0)).
     Returns:
-      ArcSets.
+      ArcPlan (encode with `.examples(split)` or `.arrays(split)`).
     Raises:
       ValueError: test_set_name is not a subset name, duplicate task names, num_aug < 0.
       ArcDataError: a test pair of the test subset without output.
@@ -513,15 +564,16 @@ def build_sets(subsets: Sequence[tuple[str, Sequence[ArcTask]]], test_set_name: 
         raise ValueError(f"test_set_name={test_set_name!r}; expected one of the subsets {names}")
     if num_aug < 0:
         raise ValueError(f"num_aug={num_aug}; expected >= 0")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng([seed, 0])
     identifiers = [BLANK_NAME]
     seen_names: dict[str, str] = {}
-    out = {s: {"inputs": [], "labels": [], "puzzle_identifiers": []} for s in ("train", "test")}
     test_tasks: dict[str, Any] = {}
     stats: dict[str, Any] = {"subsets": {}}
+    all_versions, all_first = [], []
+    n_train = n_test = 0
     for subset, tasks in subsets:
         is_test = subset == test_set_name
-        n_versions = 0
+        versions, first = [], []
         for task in tasks:
             if task.name in seen_names:
                 raise ValueError(f"task {task.name!r} appears in subsets {seen_names[task.name]!r} and {subset!r}; "
@@ -533,35 +585,52 @@ def build_sets(subsets: Sequence[tuple[str, Sequence[ArcTask]]], test_set_name: 
                         raise ArcDataError(f"task {task.name}: test[{k}] without 'output'; the test subset "
                                            f"{subset!r} needs outputs to score")
                 test_tasks[task.name] = task.to_json()
-            train_pairs = list(task.train) + ([] if is_test else list(task.test))
-            for aug in task_versions(task, num_aug, rng):
-                pid = len(identifiers)
-                identifiers.append(aug.name(task.name))
-                n_versions += 1
-                pairs = [(aug.apply(i), aug.apply(o)) for i, o in train_pairs]
-                keep = int(rng.integers(0, len(pairs)))
-                for k, (i, o) in enumerate(pairs):
-                    r = c = 0
-                    if translate and k != keep:
-                        r = int(rng.integers(0, MAX_GRID - max(i.shape[0], o.shape[0]) + 1))
-                        c = int(rng.integers(0, MAX_GRID - max(i.shape[1], o.shape[1]) + 1))
-                    out["train"]["inputs"].append(grid_to_seq(i, r, c))
-                    out["train"]["labels"].append(grid_to_seq(o, r, c))
-                    out["train"]["puzzle_identifiers"].append(pid)
-                if is_test:
-                    for i, o in task.test:
-                        out["test"]["inputs"].append(grid_to_seq(aug.apply(i)))
-                        out["test"]["labels"].append(grid_to_seq(aug.apply(o)))
-                        out["test"]["puzzle_identifiers"].append(pid)
-        stats["subsets"][subset] = {"tasks": len(tasks), "versions": n_versions, "held_out": is_test}
+            elif any(o is None for _, o in task.test):
+                raise ArcDataError(f"task {task.name}: a test pair without 'output'; subset {subset!r} trains on "
+                                   f"its test pairs")
+            v = task_versions(task, num_aug, rng)
+            first.append(len(identifiers))
+            identifiers.extend(a.name(task.name) for a in v)
+            versions.append(v)
+            n_train += len(v) * (len(task.train) + (0 if is_test else len(task.test)))
+            n_test += len(v) * len(task.test) if is_test else 0
+        all_versions.append(versions)
+        all_first.append(first)
+        stats["subsets"][subset] = {"tasks": len(tasks), "versions": sum(len(v) for v in versions),
+                                    "held_out": is_test}
+    stats.update(num_puzzle_identifiers=len(identifiers), train_examples=n_train, test_examples=n_test,
+                 test_tasks=len(test_tasks), test_pairs=sum(len(t["test"]) for t in test_tasks.values()),
+                 num_aug=num_aug, seed=seed)
+    return ArcPlan(subsets=[(s, list(t)) for s, t in subsets], test_set_name=test_set_name, versions=all_versions,
+                   first_id=all_first, identifiers=identifiers, test_tasks=test_tasks, stats=stats, seed=seed,
+                   translate=translate)
 
-    def stack(d):
-        return {"inputs": np.asarray(d["inputs"], np.uint8).reshape(-1, SEQ_LEN),
-                "labels": np.asarray(d["labels"], np.uint8).reshape(-1, SEQ_LEN),
-                "puzzle_identifiers": np.asarray(d["puzzle_identifiers"], np.int32)}
 
-    train, test = stack(out["train"]), stack(out["test"])
-    stats.update(num_puzzle_identifiers=len(identifiers), train_examples=len(train["inputs"]),
-                 test_examples=len(test["inputs"]), test_tasks=len(test_tasks),
-                 test_pairs=sum(len(t["test"]) for t in test_tasks.values()), num_aug=num_aug, seed=seed)
-    return ArcSets(train=train, test=test, identifiers=identifiers, test_tasks=test_tasks, stats=stats)
+@dataclasses.dataclass
+class ArcSets:
+    """Encoded ARC splits in memory and their metadata (small builds and tests; see `ArcPlan`).
+
+    Attributes:
+      train, test: {"inputs": [N, 900] uint8, "labels": [N, 900] uint8, "puzzle_identifiers": [N] int32}.
+      identifiers: list, id -> version name; identifiers[0] == "<blank>".
+      test_tasks: {task name: the original task in the public JSON format} for the test subset.
+      stats: counts (tasks, versions, examples per split, per subset).
+    """
+
+    train: dict[str, np.ndarray]
+    test: dict[str, np.ndarray]
+    identifiers: list[str]
+    test_tasks: dict[str, Any]
+    stats: dict[str, Any]
+
+    def metadata(self) -> dict[str, Any]:
+        """As `ArcPlan.metadata`."""
+        return _metadata(self.identifiers, self.test_tasks, self.stats)
+
+
+def build_sets(subsets: Sequence[tuple[str, Sequence[ArcTask]]], test_set_name: str, num_aug: int,
+               seed: int, translate: bool = True) -> ArcSets:
+    """`plan_sets(...)` with both splits encoded in memory (arguments and errors as `plan_sets`)."""
+    plan = plan_sets(subsets, test_set_name, num_aug, seed, translate)
+    return ArcSets(train=plan.arrays("train"), test=plan.arrays("test"), identifiers=plan.identifiers,
+                   test_tasks=plan.test_tasks, stats=plan.stats)

@@ -127,14 +127,14 @@ class ArcConfig(tfds.core.BuilderConfig):
                    subsets=tuple(resolved), test_set_name=test_set_name, num_aug=int(num_aug), seed=int(seed),
                    translate=bool(translate), max_tasks=int(max_tasks))
 
-    def load(self) -> arc.ArcSets:
-        """Reads, validates and encodes the tasks (deterministic).
+    def load(self) -> arc.ArcPlan:
+        """Reads and validates the tasks and chooses their versions (deterministic); encoding is lazy.
 
         Raises:
           ArcDataError: an invalid task file (file and field named).
         """
         subsets = [(name, load_subset(source, self.max_tasks)) for name, source in self.subsets]
-        return arc.build_sets(subsets, self.test_set_name, self.num_aug, self.seed, self.translate)
+        return arc.plan_sets(subsets, self.test_set_name, self.num_aug, self.seed, self.translate)
 
 
 class Arc(tfds.core.GeneratorBasedBuilder):
@@ -144,7 +144,7 @@ class Arc(tfds.core.GeneratorBasedBuilder):
     RELEASE_NOTES = {_VERSION: "ARC-AGI encoding of the official builder (translations fixed at build time)."}
     BUILDER_CONFIGS: list[ArcConfig] = []
 
-    def __init__(self, *args, preloaded: arc.ArcSets | None = None, **kwargs):
+    def __init__(self, *args, preloaded: arc.ArcPlan | None = None, **kwargs):
         self._preloaded = preloaded
         super().__init__(*args, **kwargs)
 
@@ -160,15 +160,14 @@ class Arc(tfds.core.GeneratorBasedBuilder):
         )
 
     def _split_generators(self, dl_manager):
-        sets = self._preloaded if self._preloaded is not None else self.builder_config.load()
-        return {"train": self._generate_examples(sets.train), "test": self._generate_examples(sets.test)}
+        plan = self._preloaded if self._preloaded is not None else self.builder_config.load()
+        return {split: self._generate_examples(plan, split) for split in SPLITS}
 
-    def _generate_examples(self, data: dict[str, np.ndarray]):
-        for i in range(len(data["inputs"])):
-            yield i, {k: data[k][i] for k in ("inputs", "labels", "puzzle_identifiers")}
+    def _generate_examples(self, plan: arc.ArcPlan, split: str):
+        yield from enumerate(plan.examples(split))
 
 
-def _write_metadata(directory: str, sets: arc.ArcSets) -> None:
+def _write_metadata(directory: str, sets: arc.ArcPlan) -> None:
     path = os.path.join(directory, METADATA_FILE)
     with open(path + ".tmp", "w") as f:
         json.dump(sets.metadata(), f)
