@@ -1,4 +1,5 @@
-"""TRM-Att on Maze-Hard (TRM.md 5.1): H3/L4, RoPE, 8 dihedral augmentations (as the paper). Arg `cpu`.
+"""TRM-Att on Maze-Hard (TRM.md 5.1): H3/L4, RoPE. Args: `aug` (8 dihedral augmentations, as the paper;
+the official README build has none, which is the default here) and `cpu`.
 
     python -m launch.main --config=experiments/trm_maze.py --workdir=runs/trm_maze \
         --config.data.path=/path/to/maze-30x30-hard-1k   # train.csv and test.csv
@@ -11,9 +12,9 @@ from experiments import common, maze_common
 
 
 def get_config(arg: str | None = None):
-    args = common.parse_args(arg, {"cpu"}, "", "experiments/trm_maze.py")
+    args = common.parse_args(arg, {"aug", "cpu"}, "", "experiments/trm_maze.py")
     # int(50000 epochs * 1000 mazes / 768); evaluation every 5000 epochs.
-    c = maze_common.paper_config(total_steps=65104, eval_every=6510, augment=True)
+    c = maze_common.paper_config(total_steps=65104, eval_every=6510, augment="aug" in args)
     c.model = common.model_config(
         arch="trm", vocab_size=6, seq_len=900, num_puzzle_identifiers=1, puzzle_emb_ndim=512, puzzle_emb_len=16,
         hidden_size=512, num_heads=8, expansion=4, H_cycles=3, L_cycles=4, L_layers=2, pos_encodings="rope",

@@ -174,8 +174,9 @@ def parse_task(obj: Any, name: str, file: str, require_test_output: bool = True)
         for k, p in enumerate(pairs):
             where = f"{file}: {split}[{k}]"
             if not isinstance(p, dict) or "input" not in p:
+                extra = " and 'output'" if split == "train" else ""
                 raise ArcDataError(f"{where}: expected an object with 'input'"
-                                   f"{' and output' if split == 'train' else ''}")
+                                   f"{extra}")
             inp = parse_grid(p["input"], f"{where}.input")
             if "output" not in p:
                 if split == "train" or require_test_output:
