@@ -91,6 +91,27 @@ def test_crop_stops_at_the_first_non_colour_token():
     assert arc.crop(seq.reshape(900)).shape == (4, 3)
 
 
+def _crop_reference(seq):
+    """The reference `_crop` scan, row by row (evaluators/arc.py)."""
+    g = np.asarray(seq).reshape(30, 30)
+    best_area, best_h, best_w, width = 0, 0, 0, 30
+    for r in range(30):
+        bad = [c for c in range(width) if not 2 <= g[r, c] <= 11]
+        width = bad[0] if bad else width
+        if width == 0:
+            break
+        if (r + 1) * width > best_area:
+            best_area, best_h, best_w = (r + 1) * width, r + 1, width
+    return g[:best_h, :best_w] - 2
+
+
+def test_crop_matches_the_reference_scan_on_random_predictions():
+    rng = np.random.default_rng(0)
+    for _ in range(500):  # noisy predictions: PAD/EOS sprinkled over colours
+        seq = rng.choice(12, size=900, p=[0.02, 0.02] + [0.096] * 10)
+        assert np.array_equal(arc.crop(seq), _crop_reference(seq))
+
+
 def test_versions_are_unique_and_symmetric_tasks_get_fewer():
     zeros = arc.ArcTask("z", ((np.zeros((3, 3), np.uint8), np.zeros((3, 3), np.uint8)),),
                         ((np.zeros((3, 3), np.uint8), np.zeros((3, 3), np.uint8)),))

@@ -431,17 +431,11 @@ def crop(seq: np.ndarray) -> np.ndarray:
     """
     g = np.asarray(seq).reshape(MAX_GRID, MAX_GRID)
     is_color = (g >= COLOR_OFFSET) & (g < COLOR_OFFSET + NUM_COLORS)
-    best_area, best_h, best_w = 0, 0, 0
-    width = MAX_GRID
-    for r in range(MAX_GRID):
-        row = is_color[r, :width]
-        bad = np.flatnonzero(~row)
-        width = int(bad[0]) if bad.size else width
-        if width == 0:
-            break
-        area = (r + 1) * width
-        if area > best_area:
-            best_area, best_h, best_w = area, r + 1, width
+    first_bad = np.where(is_color.all(axis=1), MAX_GRID, np.argmin(is_color, axis=1))
+    width = np.minimum.accumulate(first_bad)  # the width scan: never wider than the rows above
+    area = np.arange(1, MAX_GRID + 1) * width
+    best = int(np.argmax(area))  # the first maximum, as the reference's strict '>' scan
+    best_h, best_w = (best + 1, int(width[best])) if area[best] > 0 else (0, 0)
     return (g[:best_h, :best_w] - COLOR_OFFSET).astype(np.uint8)
 
 
