@@ -16,6 +16,8 @@ With `aggregated_voting` (the reference default) the votes of every evaluation r
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -103,7 +105,7 @@ class ArcEvaluator:
         Returns:
           {"pass@1": float, "pass@2": float, ..., "num_tasks": int, "num_test_inputs": int,
            "voted_test_inputs": int (inputs that received at least one vote)}. Writes the report to
-          `report_dir` when set (top-2 per test input in `self.ranked`).
+          `report_dir` when set (index.html, png/, and submission.json: the top-2 per test input).
         """
         per_task = {k: [] for k in self.pass_ks}
         voted = n_inputs = 0
@@ -133,6 +135,10 @@ class ArcEvaluator:
 
             report.write_arc_report(self.report_dir, self.test_tasks, self.ranked, self.report_tasks,
                                     "ARC evaluation report", out)
+            path = os.path.join(self.report_dir, "submission.json")
+            with open(path + ".tmp", "w") as f:
+                json.dump(self.submission(), f)
+            os.replace(path + ".tmp", path)
         return out
 
     def submission(self) -> dict[str, list[dict[str, list]]]:

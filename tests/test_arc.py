@@ -293,6 +293,8 @@ def test_report_shows_demos_target_and_predictions(eval_sets, tmp_path):
     _score(eval_sets, eval_sets.test["labels"], evaluator=ev)
     page = (tmp_path / "report" / "index.html").read_text()
     assert "nope: not in the test tasks" in page and "solved in top 2" in page
+    sub = json.loads((tmp_path / "report" / "submission.json").read_text())
+    assert set(sub) == set(eval_sets.test_tasks)
     from PIL import Image
 
     name = list(eval_sets.test_tasks)[0]
