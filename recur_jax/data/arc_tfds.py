@@ -7,7 +7,9 @@ sizes and modification times of their files, so an edited directory is rebuilt.
 
 Features per example: inputs uint8 [900], labels uint8 [900] (tokens of `arc.grid_to_seq`; PAD 0
 becomes IGNORE_LABEL_ID in the loader), puzzle_identifiers int32 []. Examples are in build order
-(keys 0..N-1). Next to the ArrayRecord files, `arc_metadata.json` holds the identifier map
+(keys 0..N-1). Each split is written as TFDS splits of at most SHARD_EXAMPLES examples
+(`train_000`, `train_001`, ..., `test_000`, ...) and read back as one random-access `ConcatSource`,
+so that building 1000 augmentations (3.6M examples) never needs TensorFlow. Next to the ArrayRecord files, `arc_metadata.json` holds the identifier map
 (id -> version name), every version's augmentation and exact inverse, `num_puzzle_identifiers` (the
 size of the puzzle-embedding table), the original test-subset tasks with their outputs (for the
 evaluator and the report) and counts.
@@ -29,6 +31,9 @@ from recur_jax.data import arc
 
 SPLITS = ("train", "test")
 METADATA_FILE = "arc_metadata.json"
+# Examples per TFDS split shard. TFDS's writer keeps a split in memory up to 1 GiB and beyond that
+# spills through tf.io.gfile, i.e. TensorFlow; 400K examples (about 0.75 GB serialized) stay below.
+SHARD_EXAMPLES = 400_000
 _VERSION = "1.0.0"
 
 
@@ -161,10 +166,45 @@ class Arc(tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         plan = self._preloaded if self._preloaded is not None else self.builder_config.load()
-        return {split: self._generate_examples(plan, split) for split in SPLITS}
+        out = {}
+        for split in SPLITS:
+            n = plan.stats[f"{split}_examples"]
+            for k, lo in enumerate(range(0, max(n, 1), SHARD_EXAMPLES)):
+                out[f"{split}_{k:03d}"] = self._generate_examples(plan, split, lo, min(n, lo + SHARD_EXAMPLES))
+        return out
 
-    def _generate_examples(self, plan: arc.ArcPlan, split: str):
-        yield from enumerate(plan.examples(split))
+    def _generate_examples(self, plan: arc.ArcPlan, split: str, start: int, stop: int):
+        yield from enumerate(plan.examples(split, start, stop), start=start)
+
+
+class ConcatSource:
+    """Random access over several data sources in order: `len(src)`, `src[i]` (what grain needs).
+
+    Raises:
+      IndexError: an index outside [-len, len).
+    """
+
+    def __init__(self, sources: Sequence[Any]):
+        self.sources = list(sources)
+        self.offsets = np.cumsum([0] + [len(s) for s in self.sources])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitem__(self, i: int):
+        i = int(i)
+        n = len(self)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"index {i} outside a source of {n} examples")
+        k = int(np.searchsorted(self.offsets, i, side="right")) - 1
+        return self.sources[k][i - int(self.offsets[k])]
+
+
+def _split_source(builder: Arc, split: str) -> ConcatSource:
+    names = sorted(name for name in builder.info.splits.keys() if name.startswith(f"{split}_"))
+    return ConcatSource([builder.as_data_source(name) for name in names])
 
 
 def _write_metadata(directory: str, sets: arc.ArcPlan) -> None:
@@ -185,7 +225,7 @@ def build_arc(data_dir: str | os.PathLike, *, subsets: str | Sequence[tuple[str,
       num_aug: augmented versions per task besides the identity (reference 1000).
       seed, translate, max_tasks: see `ArcConfig`.
     Returns:
-      {"train": source, "test": source, "metadata": dict (see `arc.ArcSets.metadata`),
+      {"train": ConcatSource, "test": ConcatSource, "metadata": dict (see `arc.ArcPlan.metadata`),
        "directory": the build directory}. `ds[i]` is {inputs [900] uint8, labels [900] uint8,
        puzzle_identifiers int32}.
     Raises:
@@ -206,5 +246,5 @@ def build_arc(data_dir: str | os.PathLike, *, subsets: str | Sequence[tuple[str,
         _write_metadata(builder.data_dir, config.load())
     with open(meta_path) as f:
         metadata = json.load(f)
-    return {"train": builder.as_data_source("train"), "test": builder.as_data_source("test"),
+    return {"train": _split_source(builder, "train"), "test": _split_source(builder, "test"),
             "metadata": metadata, "directory": builder.data_dir}
