@@ -24,6 +24,7 @@ from flax import nnx
 from recur_jax import act
 from recur_jax.losses import IGNORE_LABEL_ID
 
+
 class Evaluator(Protocol):
     """A task's extra evaluation (see the module docstring)."""
 

@@ -9,7 +9,9 @@ Features per example: inputs uint8 [900], labels uint8 [900] (tokens of `arc.gri
 becomes IGNORE_LABEL_ID in the loader), puzzle_identifiers int32 []. Examples are in build order
 (keys 0..N-1). Each split is written as TFDS splits of at most SHARD_EXAMPLES examples
 (`train_000`, `train_001`, ..., `test_000`, ...) and read back as one random-access `ConcatSource`,
-so that building 1000 augmentations (3.6M examples) never needs TensorFlow. Next to the ArrayRecord files, `arc_metadata.json` holds the identifier map
+so that building 1000 augmentations (3.6M examples) never needs TensorFlow.
+
+Next to the ArrayRecord files, `arc_metadata.json` holds the identifier map
 (id -> version name), every version's augmentation and exact inverse, `num_puzzle_identifiers` (the
 size of the puzzle-embedding table), the original test-subset tasks with their outputs (for the
 evaluator and the report) and counts.

@@ -60,7 +60,8 @@ class MazeConfig(tfds.core.BuilderConfig):
             raise ValueError(f"maze data source={source!r}; expected 'csv' or 'generated'")
         if num_train < 0 or num_test < 0 or seed < 0 or min_path < 1 or not 0.0 <= loop_prob <= 1.0:
             raise ValueError(f"maze data num_train={num_train}, num_test={num_test}, seed={seed}, min_path={min_path}, "
-                             f"loop_prob={loop_prob}; expected non-negative sizes/seed, min_path >= 1, loop_prob in [0, 1]")
+                             f"loop_prob={loop_prob}; expected non-negative sizes/seed, min_path >= 1, "
+                             f"loop_prob in [0, 1]")
         identity: dict[str, Any] = {"source": source, "format": _VERSION}
         if source == "csv":
             if not path:
