@@ -27,6 +27,7 @@ import numpy as np
 from recur_jax.data import arc, maze, sudoku
 from recur_jax.data.arc_tfds import build_arc
 from recur_jax.data.maze_tfds import build_maze
+from recur_jax.data.sudoku_tfds import build_sudoku
 from recur_jax.losses import IGNORE_LABEL_ID
 
 
