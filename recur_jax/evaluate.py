@@ -4,12 +4,17 @@ As in the reference (TRM.md 7.1, HRM.md 3.4): halting is by the step budget only
 exactly N steps and predictions are read after step N; metrics are those of the last step, over rows
 that have at least one label. The budget may exceed the training one (test-time compute scaling).
 We also report the exact accuracy after each supervision step 1..N (`exact_accuracy_by_step`).
+
+A task may add its own metrics through an evaluator (`Task.make_evaluator`): an object with
+`begin()`, `update(batch, preds, q_halt_logits)` (host numpy arrays of the whole global batch) and
+`result() -> dict`, e.g. ARC voting and pass@K (`recur_jax.arc_eval`) or the maze path validity
+(`recur_jax.maze_eval`); its keys join the result.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +23,27 @@ from flax import nnx
 
 from recur_jax import act
 from recur_jax.losses import IGNORE_LABEL_ID
+
+
+class Evaluator(Protocol):
+    """A task's extra evaluation (see the module docstring)."""
+
+    def begin(self) -> None: ...
+
+    def update(self, batch: dict[str, np.ndarray], preds: np.ndarray, q_halt_logits: np.ndarray) -> None: ...
+
+    def result(self) -> dict[str, Any]: ...
+
+
+def to_host(x: jax.Array) -> np.ndarray:
+    """The whole (global) array on the host: directly when this process addresses all of it, else
+    gathered from every process (`multihost_utils.process_allgather`, tiled)."""
+    if getattr(x, "is_fully_addressable", True):
+        return np.asarray(x)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
 
 SUM_KEYS = ("count", "accuracy", "exact_accuracy", "q_halt_accuracy", "steps", "lm_loss", "q_halt_loss")
 
@@ -62,21 +88,30 @@ def eval_batch(graphdef: nnx.GraphDef, params: Any, buffers: Any, puzzle_table: 
 
 def evaluate(eval_fn: Callable[..., dict[str, jax.Array]], params: Any, buffers: Any,
              puzzle_table: jax.Array | None, batches: Iterable[tuple[dict, int]],
-             put_batch: Callable[[dict], act.Batch] = lambda b: b) -> dict[str, Any]:
+             put_batch: Callable[[dict], act.Batch] = lambda b: b,
+             evaluator: Evaluator | None = None) -> dict[str, Any]:
     """Runs `eval_fn` (a jitted `eval_batch` with graphdef and num_steps bound) over all batches.
 
     Args:
       eval_fn: (params, buffers, puzzle_table, batch) -> the dict of `eval_batch`.
       batches: yields (local batch of numpy arrays, real rows in the global batch).
       put_batch: places a local numpy batch on the devices (sharding).
+      evaluator: a task evaluator; it sees every global batch (inputs, labels, puzzle_identifiers),
+        the last step's predictions [B, S] and q_halt logits [B], and its `result()` keys are added.
     Returns:
       {"count": examples with labels, "exact_accuracy", "accuracy", "q_halt_accuracy", "steps" (mean),
-       "lm_loss" (mean per example), "exact_accuracy_by_step": [N] list}, floats.
+       "lm_loss" (mean per example), "exact_accuracy_by_step": [N] list}, floats, plus the evaluator's keys.
     """
     sums: dict[str, float] = {k: 0.0 for k in SUM_KEYS}
     by_step = None
+    if evaluator is not None:
+        evaluator.begin()
     for batch, _ in batches:
-        out = eval_fn(params, buffers, puzzle_table, put_batch(batch))
+        device_batch = put_batch(batch)
+        out = eval_fn(params, buffers, puzzle_table, device_batch)
+        if evaluator is not None:
+            evaluator.update({k: to_host(v) for k, v in device_batch.items()}, to_host(out["preds"]),
+                             to_host(out["q_halt_logits"][-1]))
         for k in SUM_KEYS:
             sums[k] += float(out[k])
         e = np.asarray(out["exact_by_step"], np.float64)
@@ -86,4 +121,6 @@ def evaluate(eval_fn: Callable[..., dict[str, jax.Array]], params: Any, buffers:
     for k in ("exact_accuracy", "accuracy", "q_halt_accuracy", "steps", "lm_loss", "q_halt_loss"):
         result[k] = sums[k] / n
     result["exact_accuracy_by_step"] = [] if by_step is None else [float(x) / n for x in by_step]
+    if evaluator is not None:
+        result.update(evaluator.result())
     return result

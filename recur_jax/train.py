@@ -420,7 +420,8 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
     for name in ("num_train", "num_test"):
         if name in config.data and int(config.data[name]) < (1 if name == "num_train" else 0):
             bad(f"data.{name}", config.data[name], "a positive integer" if name == "num_train" else ">= 0")
-    ModelConfig.from_dict(config.model.to_dict())  # validates the model fields, naming them
+    model = config.model.to_dict()  # num_puzzle_identifiers 0: sized from the data (see _resolve)
+    ModelConfig.from_dict(dict(model, num_puzzle_identifiers=max(1, int(model["num_puzzle_identifiers"]))))
 
 
 def _maybe_fingerprint(state: TrainState) -> str | None:
@@ -446,6 +447,8 @@ def _prng_impl() -> str:
 def _resolve(config: ml_collections.ConfigDict, task: Task) -> tuple[ml_collections.ConfigDict, ModelConfig]:
     """Fills defaults that depend on the task and checks the config against the data."""
     config = ml_collections.ConfigDict(config.to_dict())
+    if config.model.num_puzzle_identifiers == 0:  # 0: the size of the data's identifier map
+        config.model.num_puzzle_identifiers = task.num_puzzle_identifiers
     for name, expected in (("vocab_size", task.vocab_size), ("seq_len", task.seq_len),
                            ("num_puzzle_identifiers", task.num_puzzle_identifiers)):
         if config.model[name] != expected:
@@ -597,13 +600,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, overw
                                                shardings.buffers, shardings.puzzle_table, by_row),
                       out_shardings=replicated)
     max_eval = config.eval.max_examples or None
+    task_eval = task.make_evaluator(workdir, is_main) if task.make_evaluator else None  # pass@K, reports
 
     def run_eval(st: TrainState) -> dict[str, Any]:
         params = st.ema_params if config.ema else st.params
         batches = eval_batches(task.test, global_batch_size=config.eval.global_batch_size,
                                to_example=task.test_transform, process_index=pid, process_count=n_proc,
                                max_examples=max_eval)
-        return evaluate.evaluate(eval_fn, params, st.buffers, st.puzzle_table, batches, put_batch)
+        return evaluate.evaluate(eval_fn, params, st.buffers, st.puzzle_table, batches, put_batch, task_eval)
 
     def meta(step: int) -> dict[str, Any]:
         # The RNG is stateless: every draw derives from (config.seed, step) and the data stream from

@@ -1,0 +1,67 @@
+"""Maze-Hard data settings and the small CPU variant shared by trm_maze.py and hrm_maze.py."""
+
+import ml_collections
+
+from experiments import common
+
+
+def data_config(augment: bool) -> ml_collections.ConfigDict:
+    """1000 training and 1000 test mazes: the published CSV files (data.path) or the generator."""
+    d = ml_collections.ConfigDict()
+    d.name = "maze"
+    d.path = ""  # a directory with train.csv/test.csv (maze-30x30-hard-1k format); "" = built-in generator
+    d.data_dir = ""  # where TFDS writes ArrayRecord files; "" = <workdir>/data
+    d.num_train = 1000
+    d.num_test = 1000
+    d.min_path = 110  # generator: shortest path length (moves) at least this
+    d.loop_prob = 0.0  # generator: share of extra walls opened (0: a unique shortest path)
+    d.workers = 1  # generator processes
+    d.seed = 0
+    d.augment = augment  # a random dihedral transform per training example
+    d.report_num_tasks = 8  # mazes shown in <workdir>/report/index.html
+    return d
+
+
+def paper_config(total_steps: int, eval_every: int, augment: bool) -> ml_collections.ConfigDict:
+    """Weight decay 1.0, puzzle-embedding lr 1e-4 (TRM.md 5.1, HRM.md 5.2)."""
+    c = common.base_config()
+    c.data = data_config(augment)
+    c.total_steps = total_steps
+    c.eval_every = eval_every
+    c.checkpoint_every = eval_every
+    c.optim.weight_decay = 1.0
+    c.optim.puzzle_emb_lr = 1e-4
+    c.optim.puzzle_emb_weight_decay = 1.0
+    return c
+
+
+def cpu_overrides(c: ml_collections.ConfigDict) -> None:
+    """A run of a few minutes on 2 CPU cores: 256 generated mazes, a tiny float32 model."""
+    c.total_steps = 60
+    c.eval_every = 0
+    c.checkpoint_every = 60
+    c.log_every = 10
+    c.global_batch_size = 16
+    c.ema_rate = 0.9
+    c.optim.lr = 2e-3
+    c.optim.puzzle_emb_lr = 1e-2
+    c.optim.lr_warmup_steps = 10
+    c.optim.weight_decay = 0.1
+    c.optim.puzzle_emb_weight_decay = 0.1
+    c.data.num_train = 256
+    c.data.num_test = 32
+    c.data.report_num_tasks = 4
+    c.model.hidden_size = 32
+    c.model.num_heads = 2
+    c.model.expansion = 2
+    c.model.puzzle_emb_ndim = 32
+    c.model.puzzle_emb_len = 1 if c.model.arch == "trm" else 0
+    c.model.forward_dtype = "float32"
+    c.model.halt_max_steps = 2
+    c.model.H_cycles = 1
+    c.model.L_cycles = 1
+    if c.model.arch == "trm":
+        c.model.L_layers = 1
+    else:
+        c.model.H_layers = 1
+        c.model.L_layers = 1
