@@ -17,6 +17,7 @@ INSTALL_REQUIRES = [
     "importlib_resources>=6",  # tensorflow-datasets imports it lazily when building without TensorFlow
     "tensorboardX>=2.6",
     "tqdm>=4.66",
+    "matplotlib>=3.8,<4",  # sweep report plots
 ]
 
 EXTRAS_REQUIRE = {

@@ -1,6 +1,6 @@
 """Tabulate a sweep: mean and std over seeds of every run's final figures.
 
-    python -m launch.report --root=runs/study            # writes runs/study/report.{csv,md}, prints the table
+    python -m launch.report --root=runs/study    # writes runs/study/report.{csv,md,html} and plots, prints the table
 
 Rows group the runs that differ only in `seed`; unfinished runs are counted, not averaged.
 """
@@ -13,6 +13,10 @@ from absl import app, flags
 flags.DEFINE_string("root", None, "Sweep directory (written by launch.sweep).", required=True)
 flags.DEFINE_list("metrics", ["eval.exact_accuracy", "eval.accuracy", "eval.steps", "wall_s"],
                   "Metrics shown in the Markdown table (the CSV has all of them).")
+flags.DEFINE_bool("plots", True, "Write the plots (PNG) and report.html.")
+flags.DEFINE_bool("analyze", True, "Load each finished run's checkpoint for the test-time-compute, latent-residual "
+                  "and halting plots (cached in the run's analysis.json).")
+flags.DEFINE_integer("max_examples", 256, "Test examples per run for the analysis.")
 
 
 def main(argv):
@@ -34,6 +38,9 @@ def main(argv):
         os.replace(tmp, os.path.join(F.root, name))
     print(md, end="")
     print(f"\nwrote {os.path.join(F.root, 'report.csv')} and report.md")
+    if F.plots:
+        images = results.write_plots(F.root, analyze=F.analyze, max_examples=F.max_examples)
+        print(f"wrote {len(images)} plots and {os.path.join(F.root, 'report.html')}")
     return 0
 
 

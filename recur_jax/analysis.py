@@ -128,6 +128,8 @@ def analyze_run(workdir: str, max_examples: int = 256, halt_max_steps: int = 0, 
     from recur_jax.data.tasks import build_task
     from recur_jax.train import load_for_inference
 
+    if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+        raise FileNotFoundError(f"no checkpoints directory in {workdir}")
     config, model_cfg, _, params, buffers, table, ckpt_step = load_for_inference(workdir)
     N = int(halt_max_steps) or 2 * int(model_cfg.halt_max_steps)
     key = {"step": int(ckpt_step), "max_examples": int(max_examples), "halt_max_steps": N}

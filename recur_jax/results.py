@@ -15,6 +15,8 @@ import math
 import os
 from typing import Any, Sequence
 
+import numpy as np
+
 from recur_jax.sweep import SWEEP_FILE
 
 SEED_KEY = "seed"
@@ -189,3 +191,99 @@ def to_markdown(keys: Sequence[str], rows: Sequence[dict[str, Any]],
         cells += [_fmt(r.get(f"{m}.mean"), r.get(f"{m}.std")) for m in present]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _label(keys: Sequence[str], values: dict[str, Any]) -> str:
+    return ",".join(f"{k.rsplit('.', 1)[-1]}={values.get(k)}" for k in keys) or "run"
+
+
+def write_plots(root: str, analyze: bool = True, max_examples: int = 256, flops_fn=None) -> list[str]:
+    """The sweep's plots (PNG) and `root/report.html` with the table; returns the PNG paths.
+
+    Args:
+      root: the sweep directory.
+      analyze: also load each finished run's checkpoint and run `analysis.analyze_run` (cached in the run's
+        analysis.json) for the test-time-compute, residual and halting plots.
+      max_examples: test examples per run for the analysis.
+      flops_fn: `config (flattened dict) -> training FLOPs per optimizer step`; when given, the
+        accuracy-against-training-FLOPs plot is drawn (FLOPs = per-step count x the run's steps).
+
+    Raises:
+      FileNotFoundError / ValueError: as `collect`.
+    """
+    from recur_jax import plots
+
+    runs = collect(root)
+    keys, rows = table(root)
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in runs:
+        if r["finished"]:
+            groups.setdefault(_label(keys, r["config"]), []).append(r)
+    images: list[str] = []
+    notes: list[str] = []
+
+    def mean_std(lists):
+        n = min(len(x) for x in lists)
+        arr = np.asarray([x[:n] for x in lists], np.float64)
+        return arr.mean(0).tolist(), (arr.std(0, ddof=1).tolist() if len(lists) > 1 else None)
+
+    ref, ref_std = {}, {}
+    for label, rs in groups.items():
+        curves = [r["summary"]["eval"].get("exact_accuracy_by_step") or [] for r in rs]
+        curves = [c for c in curves if c]
+        if curves:
+            ref[label], s = mean_std(curves)
+            if s is not None:
+                ref_std[label] = s
+    if ref:
+        images.append(plots.refinement_curve(ref, os.path.join(root, "refinement.png"), ref_std))
+
+    if analyze:
+        from recur_jax import analysis
+
+        per: dict[str, list[dict[str, Any]]] = {}
+        for label, rs in groups.items():
+            for r in rs:
+                try:
+                    per.setdefault(label, []).append(analysis.analyze_run(r["workdir"], max_examples=max_examples))
+                except FileNotFoundError as e:  # e.g. checkpoints deleted to save space
+                    notes.append(f"{r['name']}: not analysed ({e})")
+        per = {label: an for label, an in per.items() if an}
+        ttc = {label: mean_std([a["exact_accuracy_by_step"] for a in an])[0] for label, an in per.items()}
+        budget = {label: an[0]["train_halt_max_steps"] for label, an in per.items()}
+        if per:
+            images.append(plots.test_time_compute(ttc, budget, os.path.join(root, "test_time_compute.png")))
+        res_H = {label: mean_std([a["residual_H"] for a in an])[0] for label, an in per.items()
+                 if an[0]["arch"] != "transformer"}
+        res_L = {label: mean_std([a["residual_L"] for a in an])[0] for label, an in per.items()
+                 if an[0]["arch"] != "transformer"}
+        if res_H:
+            images.append(plots.latent_residuals(res_H, res_L, {}, os.path.join(root, "residuals.png")))
+        hists = {label: np.sum([a["halt_step_histogram"] for a in an], axis=0).tolist() for label, an in per.items()}
+        if hists:
+            images.append(plots.halting_histogram(hists, os.path.join(root, "halting.png")))
+
+    if flops_fn is not None:
+        points = []
+        for row in rows:
+            label = _label(keys, row)
+            rs = groups.get(label)
+            if not rs or "eval.exact_accuracy.mean" not in row:
+                continue
+            cfg = rs[0]["config"]
+            points.append({"label": label, "flops": flops_fn(cfg) * rs[0]["summary"]["step"],
+                           "accuracy": row["eval.exact_accuracy.mean"],
+                           "std": None if math.isnan(row["eval.exact_accuracy.std"]) else row["eval.exact_accuracy.std"],
+                           "recursive": cfg.get("model.arch") != "transformer"})
+        if points:
+            images.append(plots.accuracy_vs_flops(points, os.path.join(root, "accuracy_vs_flops.png")))
+
+    cols = _columns(keys, rows)
+    shown = list(keys) + ["seeds"] + [c for c in cols if c.startswith(("eval.exact_accuracy.", "eval.accuracy.",
+                                                                       "wall_s."))]
+    cells = [[("" if (v := r.get(c)) is None or (isinstance(v, float) and math.isnan(v))
+               else (f"{v:.4f}" if isinstance(v, float) else v)) for c in shown] for r in rows]
+    page = plots.html_page(f"Sweep {os.path.basename(os.path.abspath(root))}", shown, cells, images, notes)
+    with open(os.path.join(root, "report.html"), "w") as f:
+        f.write(page)
+    return images

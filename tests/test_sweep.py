@@ -202,3 +202,11 @@ def test_sweep_end_to_end_real_runs(experiment, tmp_path):
     accs = [s0["eval"]["exact_accuracy"], s1["eval"]["exact_accuracy"]]
     assert row["seeds"] == 2 and row["eval.exact_accuracy.mean"] == pytest.approx(sum(accs) / 2, abs=1e-12)
     assert os.path.exists(os.path.join(root, "report.csv")) and "±" in open(os.path.join(root, "report.md")).read()
+    for png in ("refinement.png", "test_time_compute.png", "residuals.png", "halting.png"):
+        assert os.path.getsize(os.path.join(root, png)) > 1000, png
+    page = open(os.path.join(root, "report.html")).read()
+    assert 'src="residuals.png"' in page and "not analysed" in page  # the two runs without checkpoints
+    an = json.load(open(os.path.join(root, "L_cycles=1,seed=0", "analysis.json")))
+    assert an["halt_max_steps"] == 4 and len(an["residual_H"]) == 4 and sum(an["halt_step_histogram"]) == 16
+    # the analysis replays evaluation: its accuracy at the training budget is the run's own
+    assert an["exact_accuracy_by_step"][1] == pytest.approx(s0["eval"]["exact_accuracy"], abs=1e-9)
