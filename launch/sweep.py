@@ -11,6 +11,7 @@ resumes a killed sweep. `--set KEY=VALUE` applies an override to every run.
 """
 
 import ast
+import os
 import sys
 
 from absl import app, flags
@@ -23,6 +24,8 @@ flags.DEFINE_integer("parallel", 1, "local: runs at a time; slurm: array tasks a
 flags.DEFINE_multi_string("set", [], "KEY=VALUE override for every run (Python literal or plain string).")
 flags.DEFINE_multi_string("sbatch", [], "Extra #SBATCH option for --mode=slurm, e.g. --time=12:00:00.")
 flags.DEFINE_bool("dry_run", False, "Print the runs and whether each is finished; run nothing.")
+flags.DEFINE_string("compilation_cache", "jax_cache", "local: JAX persistent compilation cache shared by the runs "
+                    "(relative to --root; runs that differ only in seed then compile once); '' to disable.")
 
 
 def parse_sets(items: list[str]) -> dict:
@@ -62,7 +65,11 @@ def main(argv):
     if F.mode == "list":
         print(sweep.command_list(runs), end="")
         return 0
-    codes = sweep.run_local(runs, parallel=F.parallel)
+    env = {}
+    if F.compilation_cache and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+        env = {"JAX_COMPILATION_CACHE_DIR": os.path.join(os.path.abspath(F.root), F.compilation_cache),
+               "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    codes = sweep.run_local(runs, parallel=F.parallel, env=env)
     failed = [n for n, c in codes.items() if c != 0]
     print(f"{len(codes) - len(failed)}/{len(codes)} runs finished; report: python -m launch.report --root={F.root}")
     if failed:
