@@ -121,17 +121,19 @@ def table(root: str) -> tuple[list[str], list[dict[str, Any]]]:
       (keys, rows): `keys` are the swept keys without `seed`; each row holds those keys' values, `seeds`
       (the finished runs averaged), `unfinished` (runs of the group without summary.json), and for each
       metric `<metric>.mean` and `<metric>.std` (sample std over seeds; NaN with one seed). Rows follow
-      the order in which their first run appears in the sweep (sorted names without sweep.json).
+      the order in which their first run appears in the sweep (sorted names without sweep.json). With
+      a sweep.json, only the runs it lists are included (a sweep whose definition changed keeps its old
+      directories but no longer reports them).
 
     Raises:
       FileNotFoundError / ValueError: as `collect`.
     """
     runs = collect(root)
-    keys = [k for k in swept_keys(root, runs) if k != SEED_KEY]
     manifest_path = os.path.join(root, SWEEP_FILE)
-    if os.path.isfile(manifest_path):  # sweep order
+    if os.path.isfile(manifest_path):  # the sweep's runs, in sweep order (directories it no longer lists are left out)
         order = {r["name"]: i for i, r in enumerate(_read_json(manifest_path).get("runs", []))}
-        runs.sort(key=lambda r: (order.get(r["name"], len(order)), r["name"]))
+        runs = sorted((r for r in runs if r["name"] in order), key=lambda r: order[r["name"]])
+    keys = [k for k in swept_keys(root, runs) if k != SEED_KEY]
     groups: dict[str, dict[str, Any]] = {}
     for r in runs:
         values = {k: r["config"].get(k) for k in keys}
@@ -213,8 +215,12 @@ def write_plots(root: str, analyze: bool = True, max_examples: int = 256, flops_
     """
     from recur_jax import plots
 
-    runs = collect(root)
     keys, rows = table(root)
+    runs = collect(root)
+    manifest_path = os.path.join(root, SWEEP_FILE)
+    if os.path.isfile(manifest_path):
+        listed = {r["name"] for r in _read_json(manifest_path).get("runs", [])}
+        runs = [r for r in runs if r["name"] in listed]
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in runs:
         if r["finished"]:

@@ -7,10 +7,13 @@ Args: `sort` (default) or `sudoku`, and `cpu` (the whole study in at most 30 min
 
 Runs (each row of `get_sweep`, over seeds):
   * TRM over a grid of (H_cycles, L_cycles): network passes per supervision step = H_cycles * (L_cycles + 1);
-  * the non-recursive transformer baseline with TRM's parameters (H_layers = L_layers, one pass);
-  * a deeper non-recursive transformer with the forward FLOPs of the middle TRM cell
-    (H_layers = L_layers * H_cycles * (L_cycles + 1)); its backward pass runs through all layers, so its
-    training FLOPs exceed TRM's, whose gradient covers only the last sweep;
+  * the non-recursive transformer baseline with TRM's parameters (H_layers = L_layers, halt_max_steps 1:
+    one pass, nothing carried);
+  * a deeper non-recursive transformer with the forward FLOPs of one supervision step of the middle TRM
+    cell (H_layers = L_layers * H_cycles * (L_cycles + 1), halt_max_steps 1); its backward pass runs
+    through all layers, so its training FLOPs exceed TRM's, whose gradient covers only the last sweep;
+  * the 2-layer transformer with TRM's halt_max_steps: no recursion inside a step, but z_H is carried
+    from one supervision step to the next (deep supervision), so it recurs across steps;
   * TRM at the middle cell with gradient truncation `one_step` and `full` (the grid uses `last_sweep`).
 """
 
@@ -53,7 +56,9 @@ def get_sweep(arg: str | None = None):
     grid = [(1, 1), MIDDLE, (3, 3)] if "cpu" in args else [(1, 1), (1, 3), MIDDLE, (2, 4), (3, 3), (3, 6)]
     H, L = MIDDLE
     rows = [_row("trm", h, l, layers) for h, l in grid]
-    rows += [_row("transformer", 1, 1, layers), _row("transformer", 1, 1, layers * H * (L + 1))]
+    single = {"model.halt_max_steps": 1}  # one pass, no latent carried between supervision steps
+    rows += [_row("transformer", 1, 1, layers) | single, _row("transformer", 1, 1, layers * H * (L + 1)) | single,
+             _row("transformer", 1, 1, layers)]  # the last: recurrent only through the carried z_H
     rows += [_row("trm", H, L, layers, mode) for mode in ("one_step", "full")]
     seeds = [0] if ("cpu" in args and "sudoku" in args) else [0, 1]
     return sweep.product(rows, sweep.values("seed", seeds))
