@@ -28,8 +28,7 @@ import numpy as np  # noqa: E402
 
 def _save(fig, path: str) -> str:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -46,8 +45,9 @@ def _figure(title: str, xlabel: str, ylabel: str):
 
 
 def _legend(ax, n: int):
+    """The legend below the axes (labels name whole configurations and can be long)."""
     if n:
-        ax.legend(fontsize=7, ncol=1 if n <= 8 else 2)
+        ax.legend(fontsize=7, ncol=1, loc="upper left", bbox_to_anchor=(0.0, -0.16), frameon=False)
 
 
 def refinement_curve(series: Mapping[str, Sequence[float]], path: str,

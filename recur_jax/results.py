@@ -196,7 +196,7 @@ def to_markdown(keys: Sequence[str], rows: Sequence[dict[str, Any]],
 
 
 def _label(keys: Sequence[str], values: dict[str, Any]) -> str:
-    return ",".join(f"{k.rsplit('.', 1)[-1]}={values.get(k)}" for k in keys) or "run"
+    return " ".join(f"{k.rsplit('.', 1)[-1]}={values.get(k)}" for k in keys) or "run"
 
 
 def write_plots(root: str, analyze: bool = True, max_examples: int = 256, flops_fn=None) -> list[str]:
@@ -216,6 +216,8 @@ def write_plots(root: str, analyze: bool = True, max_examples: int = 256, flops_
     from recur_jax import plots
 
     keys, rows = table(root)
+    # legend labels name only the swept keys that differ between the table's rows
+    label_keys = [k for k in keys if len({json.dumps(r.get(k), default=str) for r in rows}) > 1] or list(keys)
     runs = collect(root)
     manifest_path = os.path.join(root, SWEEP_FILE)
     if os.path.isfile(manifest_path):
@@ -224,7 +226,7 @@ def write_plots(root: str, analyze: bool = True, max_examples: int = 256, flops_
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in runs:
         if r["finished"]:
-            groups.setdefault(_label(keys, r["config"]), []).append(r)
+            groups.setdefault(_label(label_keys, r["config"]), []).append(r)
     images: list[str] = []
     notes: list[str] = []
 
@@ -272,7 +274,7 @@ def write_plots(root: str, analyze: bool = True, max_examples: int = 256, flops_
     if flops_fn is not None:
         points = []
         for row in rows:
-            label = _label(keys, row)
+            label = _label(label_keys, row)
             rs = groups.get(label)
             if not rs or "eval.exact_accuracy.mean" not in row:
                 continue
