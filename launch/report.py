@@ -1,0 +1,48 @@
+"""Tabulate a sweep: mean and std over seeds of every run's final figures.
+
+    python -m launch.report --root=runs/study    # writes runs/study/report.{csv,md,html} and plots, prints the table
+
+Rows group the runs that differ only in `seed`; unfinished runs are counted, not averaged.
+"""
+
+import os
+import sys
+
+from absl import app, flags
+
+flags.DEFINE_string("root", None, "Sweep directory (written by launch.sweep).", required=True)
+flags.DEFINE_list("metrics", ["eval.exact_accuracy", "eval.accuracy", "eval.steps", "wall_s"],
+                  "Metrics shown in the Markdown table (the CSV has all of them).")
+flags.DEFINE_bool("plots", True, "Write the plots (PNG) and report.html.")
+flags.DEFINE_bool("analyze", True, "Load each finished run's checkpoint for the test-time-compute, latent-residual "
+                  "and halting plots (cached in the run's analysis.json).")
+flags.DEFINE_integer("max_examples", 256, "Test examples per run for the analysis.")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from recur_jax import results
+
+    F = flags.FLAGS
+    try:
+        keys, rows = results.table(F.root)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    md = results.to_markdown(keys, rows, F.metrics)
+    for name, text in (("report.csv", results.to_csv(keys, rows)), ("report.md", md)):
+        tmp = os.path.join(F.root, name + ".tmp")
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, os.path.join(F.root, name))
+    print(md, end="")
+    print(f"\nwrote {os.path.join(F.root, 'report.csv')} and report.md")
+    if F.plots:
+        images = results.write_plots(F.root, analyze=F.analyze, max_examples=F.max_examples)
+        print(f"wrote {len(images)} plots and {os.path.join(F.root, 'report.html')}")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

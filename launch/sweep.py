@@ -1,0 +1,82 @@
+"""Run a sweep: every run of an experiment's `get_sweep()`, locally N at a time, or as a SLURM job array
+or a command list for a TPU pod.
+
+    python -m launch.sweep --config=experiments/ablations/compute_vs_params.py:cpu --root=runs/study --parallel=2
+    python -m launch.sweep --config=FILE:ARGS --root=DIR --mode=slurm --sbatch=--gres=gpu:1 > sweep.sbatch
+    python -m launch.sweep --config=FILE:ARGS --root=DIR --mode=list      # one command per unfinished run
+
+Run directories are `DIR/<overrides>` (e.g. `DIR/H_cycles=2,L_cycles=3,seed=0`); finished runs (with
+summary.json) are skipped and unfinished ones resume from their checkpoints, so the same command
+resumes a killed sweep. `--set KEY=VALUE` applies an override to every run.
+"""
+
+import ast
+import os
+import sys
+
+from absl import app, flags
+
+flags.DEFINE_string("config", None, "Experiment file[:args] that defines get_sweep(arg).", required=True)
+flags.DEFINE_string("root", None, "Sweep directory; one subdirectory per run.", required=True)
+flags.DEFINE_enum("mode", "local", ["local", "slurm", "list"],
+                  "local: run here; slurm: print a job-array script; list: print one command per unfinished run.")
+flags.DEFINE_integer("parallel", 1, "local: runs at a time; slurm: array tasks at a time (0: no limit).")
+flags.DEFINE_multi_string("set", [], "KEY=VALUE override for every run (Python literal or plain string).")
+flags.DEFINE_multi_string("sbatch", [], "Extra #SBATCH option for --mode=slurm, e.g. --time=12:00:00.")
+flags.DEFINE_bool("dry_run", False, "Print the runs and whether each is finished; run nothing.")
+flags.DEFINE_string("compilation_cache", "jax_cache", "local: JAX persistent compilation cache shared by the runs "
+                    "(relative to --root; runs that differ only in seed then compile once); '' to disable.")
+
+
+def parse_sets(items: list[str]) -> dict:
+    """`["seed=1", "data.path=/x"]` -> `{"seed": 1, "data.path": "/x"}`; raises ValueError naming the item."""
+    out = {}
+    for item in items:
+        key, eq, text = item.partition("=")
+        if not eq or not key:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            out[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            out[key] = text
+    return out
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from recur_jax import sweep
+
+    F = flags.FLAGS
+    try:
+        common = parse_sets(F.set)
+        runs = sweep.expand(F.config, F.root, overrides=common)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if F.dry_run:
+        for r in runs:
+            print(f"{'finished' if r.finished() else 'todo    '}  {r.workdir}")
+        return 0
+    sweep.write_manifest(F.root, F.config, runs, common)
+    if F.mode == "slurm":
+        print(sweep.slurm_array_script(runs, F.root, parallel=F.parallel, sbatch=F.sbatch), end="")
+        return 0
+    if F.mode == "list":
+        print(sweep.command_list(runs), end="")
+        return 0
+    env = {}
+    if F.compilation_cache and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+        env = {"JAX_COMPILATION_CACHE_DIR": os.path.join(os.path.abspath(F.root), F.compilation_cache),
+               "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    codes = sweep.run_local(runs, parallel=F.parallel, env=env)
+    failed = [n for n, c in codes.items() if c != 0]
+    print(f"{len(codes) - len(failed)}/{len(codes)} runs finished; report: python -m launch.report --root={F.root}")
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

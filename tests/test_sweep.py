@@ -1,0 +1,212 @@
+"""Sweeps: helpers, expansion and validation, deterministic names, resume after a kill, the report."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from recur_jax import results, sweep
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_values_product_zip():
+    h = sweep.values("model.H_cycles", [1, 2])
+    s = sweep.values("seed", [0, 1, 2])
+    grid = sweep.product(h, s)
+    assert len(grid) == 6
+    assert grid[0] == {"model.H_cycles": 1, "seed": 0} and grid[-1] == {"model.H_cycles": 2, "seed": 2}
+    z = sweep.zip_sweeps(h, sweep.values("model.L_cycles", [6, 3]))
+    assert z == [{"model.H_cycles": 1, "model.L_cycles": 6}, {"model.H_cycles": 2, "model.L_cycles": 3}]
+    with pytest.raises(ValueError, match="equal length"):
+        sweep.zip_sweeps(h, s)
+    with pytest.raises(ValueError, match="set twice"):
+        sweep.product(h, h)
+    with pytest.raises(ValueError, match="dotted config path"):
+        sweep.values("model..x", [1])
+    with pytest.raises(ValueError, match="no values"):
+        sweep.values("seed", [])
+
+
+def test_run_name_deterministic_and_unique():
+    a = sweep.run_name({"model.H_cycles": 2, "model.L_cycles": 3, "seed": 0})
+    assert a == "H_cycles=2,L_cycles=3,seed=0"
+    assert sweep.run_name({"model.H_cycles": 2, "model.L_cycles": 3, "seed": 0}) == a
+    # colliding leaves keep the full key
+    assert sweep.run_name({"model.lr": 1, "optim.lr": 2}) == "model.lr=1,optim.lr=2"
+    assert sweep.run_name({"data.path": "/a b/c"}) == "path=_a_b_c"
+    long1 = sweep.run_name({f"k{i}": "x" * 20 for i in range(10)})
+    long2 = sweep.run_name({f"k{i}": "x" * 20 for i in range(9)} | {"k9": "y" * 20})
+    assert len(long1) <= 120 and long1 != long2
+    assert sweep.run_name({}) == "base"
+
+
+EXPERIMENT = textwrap.dedent('''
+    from experiments import trm_sudoku
+    from recur_jax import sweep
+
+    def get_config(arg=None):
+        c = trm_sudoku.get_config("mlp,cpu")
+        c.total_steps = 4
+        c.checkpoint_every = 2
+        c.eval_every = 0
+        c.log_every = 2
+        c.global_batch_size = 8
+        c.eval.max_examples = 16
+        c.data.num_train = 64
+        c.data.num_test = 16
+        c.model.hidden_size = 32
+        c.model.num_heads = 2
+        c.model.puzzle_emb_ndim = 32
+        c.model.halt_max_steps = 2
+        c.model.H_cycles = 1
+        c.model.L_cycles = 1
+        c.checkpoint.async_save = False
+        return c
+
+    def get_sweep(arg=None):
+        if arg == "bad":
+            return [{"model.H_cyclez": 1}]
+        if arg == "badtype":
+            return [{"model.H_cycles": "two"}]
+        return sweep.product(sweep.values("model.L_cycles", [1, 2]), sweep.values("seed", [0, 1]))
+''')
+
+
+@pytest.fixture()
+def experiment(tmp_path):
+    path = tmp_path / "exp.py"
+    path.write_text(EXPERIMENT)
+    return str(path)
+
+
+def test_expand_validates_before_running(experiment, tmp_path):
+    runs = sweep.expand(experiment, str(tmp_path / "root"))
+    assert [r.name for r in runs] == ["L_cycles=1,seed=0", "L_cycles=1,seed=1", "L_cycles=2,seed=0",
+                                      "L_cycles=2,seed=1"]
+    assert runs[2].workdir == str(tmp_path / "root" / "L_cycles=2,seed=0")
+    assert "--config.model.L_cycles=2" in runs[2].argv and "--config.seed=0" in runs[2].argv
+    assert sweep.expand(experiment, str(tmp_path / "root")) == runs  # deterministic
+    common = sweep.expand(experiment, str(tmp_path / "root"), overrides={"total_steps": 8})
+    assert "--config.total_steps=8" in common[0].argv
+    with pytest.raises(ValueError, match=r"run 0 \(H_cyclez=1\): unknown config key 'model.H_cyclez'"):
+        sweep.expand(experiment + ":bad", str(tmp_path / "root"))
+    with pytest.raises(ValueError, match="'model.H_cycles' cannot take 'two'"):
+        sweep.expand(experiment + ":badtype", str(tmp_path / "root"))
+    with pytest.raises(ValueError, match="same overrides"):
+        sweep.expand(experiment, str(tmp_path), sweep=[{"seed": 1}, {"seed": 1}])
+    with pytest.raises(FileNotFoundError):
+        sweep.expand(str(tmp_path / "missing.py"), str(tmp_path))
+
+
+def _fake_runs(tmp_path, fail_index):
+    """Runs whose command writes summary.json (or, for `fail_index`, dies like a killed process)."""
+    runs = []
+    for i in range(4):
+        wd = str(tmp_path / f"r{i}")
+        code = (f"import json,os,sys; open(os.path.join({wd!r},'count'),'a').write('x');"
+                + (f"sys.exit(-9)" if i == fail_index else
+                   f"json.dump({{'eval': {{'exact_accuracy': {i}}}}}, open(os.path.join({wd!r},'summary.json'),'w'))"))
+        runs.append(sweep.Run(i, f"r{i}", wd, {"seed": i}, (sys.executable, "-c", code)))
+    return runs
+
+
+def test_killed_sweep_resumes_without_redoing_finished_runs(tmp_path):
+    logs = []
+    codes = sweep.run_local(_fake_runs(tmp_path, fail_index=2), parallel=2, log=logs.append)
+    assert codes["r2"] != 0 and all(codes[f"r{i}"] == 0 for i in (0, 1, 3))
+    codes = sweep.run_local(_fake_runs(tmp_path, fail_index=None), parallel=2, log=logs.append)
+    assert all(c == 0 for c in codes.values())
+    counts = [len(open(tmp_path / f"r{i}" / "count").read()) for i in range(4)]
+    assert counts == [1, 1, 2, 1]  # only the failed run ran again
+    assert sum("skip" in line for line in logs) == 3
+    assert "$ " in open(tmp_path / "r2" / "sweep.log").read()
+
+
+def test_slurm_and_list_outputs(experiment, tmp_path):
+    runs = sweep.expand(experiment, str(tmp_path / "root"))
+    script = sweep.slurm_array_script(runs, str(tmp_path / "root"), parallel=2, sbatch=["--gres=gpu:1"])
+    assert "#SBATCH --array=0-3%2" in script and "#SBATCH --gres=gpu:1" in script
+    assert script.count("launch.main") == 4 and "SLURM_ARRAY_TASK_ID" in script
+    assert 'summary.json" ]; then' in script
+    bash = subprocess.run(["bash", "-n"], input=script, text=True, capture_output=True)
+    assert bash.returncode == 0, bash.stderr
+    os.makedirs(runs[1].workdir)
+    open(os.path.join(runs[1].workdir, "summary.json"), "w").write("{}")
+    listed = sweep.command_list(runs).splitlines()
+    assert len(listed) == 3 and not any("seed=1 " in line and "L_cycles=1," in line for line in listed)
+
+
+def _write_run(root, name, config, summary):
+    wd = os.path.join(root, name)
+    os.makedirs(wd)
+    json.dump({"config": config}, open(os.path.join(wd, "run.json"), "w"))
+    if summary is not None:
+        json.dump(summary, open(os.path.join(wd, "summary.json"), "w"))
+
+
+def test_report_mean_std_over_seeds(tmp_path):
+    root = str(tmp_path)
+    for L, seed, acc in [(1, 0, 0.5), (1, 1, 0.7), (2, 0, 0.8), (2, 1, 0.9), (2, 2, 1.0)]:
+        _write_run(root, f"L{L}s{seed}", {"seed": seed, "model": {"L_cycles": L, "hidden_size": 32}},
+                   {"eval": {"exact_accuracy": acc, "exact_accuracy_by_step": [acc]}, "wall_s": 10.0 * L,
+                    "num_params": 100, "step": 4})
+    _write_run(root, "L3s0", {"seed": 0, "model": {"L_cycles": 3, "hidden_size": 32}}, None)
+    keys, rows = results.table(root)
+    assert keys == ["model.L_cycles"]
+    by_L = {r["model.L_cycles"]: r for r in rows}
+    assert by_L[1]["seeds"] == 2 and by_L[1]["eval.exact_accuracy.mean"] == pytest.approx(0.6, abs=1e-12)
+    assert by_L[1]["eval.exact_accuracy.std"] == pytest.approx(math.sqrt(0.02), abs=1e-12)
+    assert by_L[2]["eval.exact_accuracy.mean"] == pytest.approx(0.9, abs=1e-12)
+    assert by_L[2]["eval.exact_accuracy.std"] == pytest.approx(0.1, abs=1e-12)
+    assert by_L[3]["seeds"] == 0 and by_L[3]["unfinished"] == 1
+    md = results.to_markdown(keys, rows)
+    assert "| 1 | 2 | 0.6000 ± 0.1414 |" in md and "0 (+1 unfinished)" in md
+    csv_text = results.to_csv(keys, rows)
+    assert csv_text.splitlines()[0].startswith("model.L_cycles,seeds,unfinished,")
+    with open(os.path.join(root, "L1s0", "summary.json"), "w") as f:
+        f.write("{truncated")
+    with pytest.raises(ValueError, match=r"L1s0/summary.json: not valid JSON"):
+        results.table(root)
+
+
+def test_sweep_end_to_end_real_runs(experiment, tmp_path):
+    """Two tiny real training runs through launch.sweep, then launch.report (mean and std over seeds)."""
+    root = str(tmp_path / "root")
+    env = {**os.environ, "PYTHONPATH": REPO, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+    data = str(tmp_path / "data")
+    cmd = [sys.executable, "-m", "launch.sweep", f"--config={experiment}", f"--root={root}",
+           f"--set=data.data_dir={data}"]
+    out = subprocess.run(cmd + ["--dry_run"], cwd=REPO, env=env, text=True, capture_output=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("todo") == 4
+    # the L_cycles=2 runs look finished (a sweep resumed after they ended): only the two L_cycles=1 seeds run
+    for name in ("L_cycles=2,seed=0", "L_cycles=2,seed=1"):
+        _write_run(root, name, {"seed": int(name[-1]), "model": {"L_cycles": 2}},
+                   {"eval": {"exact_accuracy": 0.25}, "wall_s": 1.0, "step": 4})
+    out = subprocess.run(cmd + ["--parallel=1"], cwd=REPO, env=env, text=True, capture_output=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "4/4 runs finished" in out.stdout and out.stdout.count("skip ") == 2
+    s0 = json.load(open(os.path.join(root, "L_cycles=1,seed=0", "summary.json")))
+    s1 = json.load(open(os.path.join(root, "L_cycles=1,seed=1", "summary.json")))
+    assert s0["step"] == 4 and s0["fingerprint"] != s1["fingerprint"]  # seeds really differ
+    rep = subprocess.run([sys.executable, "-m", "launch.report", f"--root={root}"], cwd=REPO, env=env,
+                         text=True, capture_output=True)
+    assert rep.returncode == 0, rep.stderr
+    keys, rows = results.table(root)
+    row = next(r for r in rows if r["model.L_cycles"] == 1)
+    accs = [s0["eval"]["exact_accuracy"], s1["eval"]["exact_accuracy"]]
+    assert row["seeds"] == 2 and row["eval.exact_accuracy.mean"] == pytest.approx(sum(accs) / 2, abs=1e-12)
+    assert os.path.exists(os.path.join(root, "report.csv")) and "±" in open(os.path.join(root, "report.md")).read()
+    for png in ("refinement.png", "test_time_compute.png", "residuals.png", "halting.png"):
+        assert os.path.getsize(os.path.join(root, png)) > 1000, png
+    page = open(os.path.join(root, "report.html")).read()
+    assert 'src="residuals.png"' in page and "not analysed" in page  # the two runs without checkpoints
+    an = json.load(open(os.path.join(root, "L_cycles=1,seed=0", "analysis.json")))
+    assert an["halt_max_steps"] == 4 and len(an["residual_H"]) == 4 and sum(an["halt_step_histogram"]) == 16
+    # the analysis replays evaluation: its accuracy at the training budget is the run's own
+    assert an["exact_accuracy_by_step"][1] == pytest.approx(s0["eval"]["exact_accuracy"], abs=1e-9)
