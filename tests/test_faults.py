@@ -452,13 +452,25 @@ def test_too_few_steps_for_an_episode_is_a_config_error(tmp_path):
     assert not (tmp_path / "w").exists()
 
 
-def test_every_experiment_config_passes_the_schema():
-    from experiments import hrm_sudoku, trm_sudoku
-    from recur_jax import config_schema
+EXPERIMENT_ARGS = {  # every experiment file with the args it takes (a new file must be listed here)
+    "trm_sudoku.py": ["mlp", "att", "mlp,cpu", "att,cpu"], "hrm_sudoku.py": [None, "cpu"],
+    "trm_arc.py": ["v1", "v2", "v1,cpu"], "hrm_arc.py": ["v1", "v2,cpu"], "trm_maze.py": [None, "aug,cpu"],
+    "hrm_maze.py": [None, "cpu"], "ablations/compute_vs_params.py": ["sort", "sort,cpu", "sudoku,cpu"],
+}
 
-    for module, arg in ((trm_sudoku, "mlp"), (trm_sudoku, "att"), (trm_sudoku, "mlp,cpu"), (hrm_sudoku, None),
-                        (hrm_sudoku, "cpu")):
-        config_schema.check(module.get_config(arg))
+
+def test_every_experiment_config_passes_the_schema():
+    import experiments
+    from recur_jax import config_schema, sweep
+
+    root = pathlib.Path(experiments.__file__).parent
+    files = {str(p.relative_to(root)) for p in root.rglob("*.py")
+             if "def get_config" in p.read_text() and p.name != "__init__.py"}
+    assert files == set(EXPERIMENT_ARGS), "list every experiment file and its args in EXPERIMENT_ARGS"
+    for name, args in EXPERIMENT_ARGS.items():
+        for arg in args:
+            module, _, _ = sweep.load_experiment(str(root / name) + (f":{arg}" if arg else ""))
+            config_schema.check(module.get_config(arg))
 
 
 # ------------------------------------------------------------------------------------------------
