@@ -21,11 +21,29 @@ not stacked. Callers detach the returned latents before they enter the ACT carry
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import contextlib
+from typing import Any, Callable, Iterator
 
 import jax
 
 StepFn = Callable[[Any, jax.Array, jax.Array], jax.Array]
+
+_UNROLL = False  # True inside `unrolled()`: scans are traced fully unrolled (same maths)
+
+
+@contextlib.contextmanager
+def unrolled() -> Iterator[None]:
+    """Within this context the recursion's scans are traced fully unrolled (`lax.scan(unroll=True)`).
+
+    The numbers are the same; the program is larger. Used to let XLA's cost analysis, which counts a
+    while-loop body once, see every sweep (`recur_jax.benchmark`).
+    """
+    global _UNROLL
+    old, _UNROLL = _UNROLL, True
+    try:
+        yield
+    finally:
+        _UNROLL = old
 
 
 def _truncate(tree: Any) -> Any:
@@ -43,7 +61,7 @@ def _l_updates(L_step: StepFn, ctx: Any, z_H: jax.Array, z_L: jax.Array, n: int)
     def body(z, _):
         return L_step(ctx, z, z_H), None
 
-    z_L, _ = jax.lax.scan(body, z_L, None, length=n)
+    z_L, _ = jax.lax.scan(body, z_L, None, length=n, unroll=_UNROLL)
     return z_L
 
 
@@ -70,7 +88,7 @@ def _sweeps(L_step: StepFn, H_step: StepFn, ctx: Any, z_H: jax.Array, z_L: jax.A
     def body(carry, _):
         return sweep(L_step, H_step, ctx, *carry, L_cycles), None
 
-    (z_H, z_L), _ = jax.lax.scan(body, (z_H, z_L), None, length=H_cycles)
+    (z_H, z_L), _ = jax.lax.scan(body, (z_H, z_L), None, length=H_cycles, unroll=_UNROLL)
     return z_H, z_L
 
 
