@@ -184,3 +184,31 @@ def test_cli_sweep_prints_one_json_line_per_value():
     bad = subprocess.run(cmd[:-2] + ["--sweep=model.H_cylces=1"], cwd=REPO, env=env, capture_output=True,
                          text=True, timeout=300)
     assert bad.returncode == 2 and "H_cylces" in bad.stderr
+
+
+@pytest.mark.parametrize("change", [{"attention_impl": "einsum"}, {"unroll_grad_sweep": True}])
+def test_performance_options_keep_the_numbers(change):
+    """Forward and parameter gradients of the last_sweep model agree with the default formulation."""
+    from flax import nnx
+
+    from recur_jax.layers import Buffer
+    from recur_jax.models import build_model
+
+    base = ModelConfig.from_dict(tiny(H_cycles=2, L_cycles=3).model.to_dict())
+    host = benchmark.synthetic_batch(base, 2)
+    rows = np.random.default_rng(0).normal(size=(2, base.puzzle_emb_ndim)).astype(np.float32)
+    out = []
+    for cfg in (base, base.replace(**change)):
+        graphdef, params, buffers = nnx.split(build_model(cfg, nnx.Rngs(params=0)), nnx.Param, Buffer)
+
+        def loss(p, graphdef=graphdef, buffers=buffers):
+            model = nnx.merge(graphdef, p, buffers)
+            z_H, z_L = model.initial_latents(2)
+            o = model(z_H, z_L, host["inputs"], rows)
+            return jax.numpy.sum(o.logits ** 2) + jax.numpy.sum(o.q_halt), o.logits
+
+        (_, logits), grads = jax.value_and_grad(loss, has_aux=True)(params)
+        out.append((logits, jax.tree_util.tree_leaves(grads)))
+    np.testing.assert_allclose(np.asarray(out[1][0]), np.asarray(out[0][0]), rtol=1e-4, atol=1e-5)
+    for a, b in zip(out[1][1], out[0][1]):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-4 * float(np.abs(b).max()) + 1e-6)
