@@ -21,7 +21,8 @@ donated, as in training) and times it. Reported per config (one dict, printed as
                         between the timed training steps (median), FLOP/s
   mfu                   achieved / peak
   argument_bytes, output_bytes, temp_bytes   `compiled.memory_analysis()` of the training step
-  eval_*                the same for one evaluation batch (halt_max_steps forward ACT steps)
+  eval_*                the same for one evaluation batch (halt_max_steps forward ACT steps), with its
+                        own peak samples taken around the timed evaluation batches
 
 Timings are wall-clock on whatever else the machine runs; judge small changes by A/B runs
 interleaved in one session, and by MFU against the peak measured in the same run.
@@ -110,18 +111,6 @@ def measure_peak_flops(dtype: str | jnp.dtype, size: int | None = None, repeats:
     sample, n = _peak_sampler(dtype, size, devices or jax.devices())
     got = [sample() for _ in range(repeats)]
     return {"peak_flops_per_s": statistics.median(got), "peak_flops_per_s_best": max(got), "peak_matmul_n": n}
-
-
-def _time(fn: Callable[[], Any], warmup: int, iters: int) -> list[float]:
-    """Seconds of each of `iters` calls of fn (which must block), after `warmup` untimed calls."""
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t0)
-    return out
 
 
 def unrolled_xla_flops(step: Callable, args: tuple, config: ml_collections.ConfigDict) -> float | None:
@@ -255,8 +244,19 @@ def run_benchmark(config: ml_collections.ConfigDict, *, warmup: int = 2, iters: 
         t0 = time.perf_counter()
         eval_c = eval_jit.lower(st.params, st.buffers, st.puzzle_table, batch).compile()
         res["eval_compile_s"] = time.perf_counter() - t0
-        et = _time(lambda: jax.block_until_ready(eval_c(st.params, st.buffers, st.puzzle_table, batch)), 1,
-                   eval_iters)
+        def eval_once():
+            jax.block_until_ready(eval_c(st.params, st.buffers, st.puzzle_table, batch))
+
+        eval_once()  # warm-up
+        et, eval_peaks = [], []
+        for _ in range(max(1, eval_iters)):  # peak samples around each timed batch, as for training
+            if sampler is not None:
+                eval_peaks.append(sampler())
+            t0 = time.perf_counter()
+            eval_once()
+            et.append(time.perf_counter() - t0)
+        if sampler is not None:
+            eval_peaks.append(sampler())
         res["eval_step_s"] = statistics.median(et)
         res["eval_examples_per_s"] = B / res["eval_step_s"]
         res["eval_model_flops"] = flops.eval_step_flops(model_cfg, B, n_eval)
@@ -267,7 +267,8 @@ def run_benchmark(config: ml_collections.ConfigDict, *, warmup: int = 2, iters: 
         res.update(peak_flops_per_s=statistics.median(peaks), peak_flops_per_s_best=max(peaks), peak_matmul_n=peak_n)
         res["mfu"] = res["achieved_flops_per_s"] / res["peak_flops_per_s"]
         if run_eval:
-            res["eval_mfu"] = res["eval_achieved_flops_per_s"] / res["peak_flops_per_s"]
+            res["eval_peak_flops_per_s"] = statistics.median(eval_peaks)
+            res["eval_mfu"] = res["eval_achieved_flops_per_s"] / res["eval_peak_flops_per_s"]
     return res
 
 
