@@ -42,6 +42,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.global_batch_size = 768
     c.microbatches = 1  # >1: gradients accumulated over row chunks of the batch (memory; exploration draws differ)
     c.act_mode = "streaming"  # "streaming" (official carry across steps) or "episode" (one batch, all steps)
+    c.xla_flags = ""  # extra XLA flags applied by the launchers before JAX starts (recur_jax.perf)
 
     c.optim = ml_collections.ConfigDict()
     c.optim.lr = 1e-4

@@ -82,6 +82,21 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     try:
+        config = flags.FLAGS.config  # overrides are applied here
+        _ = config.total_steps  # a config file that failed to load raises only when read
+    except (AttributeError, KeyError, ValueError, TypeError, OSError) as e:
+        if flags.FLAGS.traceback:
+            raise
+        print(f"error: invalid --config or override: {_one_line(e)}", file=sys.stderr)
+        return 2
+    try:  # XLA reads its flags when the first backend starts: before distributed init and any computation
+        from recur_jax import perf
+
+        perf.apply_xla_flags(config.get("xla_flags", ""))
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
         distributed.initialize_from_flags(flags.FLAGS)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -90,14 +105,6 @@ def main(argv):
     from recur_jax.preemption import Preempted
     from recur_jax.train import TrainingDiverged, train_and_evaluate
 
-    try:
-        config = flags.FLAGS.config  # overrides are applied here
-        _ = config.total_steps  # a config file that failed to load raises only when read
-    except (AttributeError, KeyError, ValueError, TypeError, OSError) as e:
-        if flags.FLAGS.traceback:
-            raise
-        print(f"error: invalid --config or override: {_one_line(e)}", file=sys.stderr)
-        return 2
     try:
         summary = train_and_evaluate(config, flags.FLAGS.workdir, overwrite=flags.FLAGS.overwrite,
                                      resume_anyway=flags.FLAGS.resume_anyway)

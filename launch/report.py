@@ -17,6 +17,8 @@ flags.DEFINE_bool("plots", True, "Write the plots (PNG) and report.html.")
 flags.DEFINE_bool("analyze", True, "Load each finished run's checkpoint for the test-time-compute, latent-residual "
                   "and halting plots (cached in the run's analysis.json).")
 flags.DEFINE_integer("max_examples", 256, "Test examples per run for the analysis.")
+flags.DEFINE_bool("memory", False, "Compile each row's training step (without running it) and add XLA's temp bytes "
+                  "to the table (gradient-truncation memory).")
 
 
 def main(argv):
@@ -30,6 +32,8 @@ def main(argv):
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if F.memory:
+        results.add_memory(F.root, keys, rows)
     md = results.to_markdown(keys, rows, F.metrics)
     for name, text in (("report.csv", results.to_csv(keys, rows)), ("report.md", md)):
         tmp = os.path.join(F.root, name + ".tmp")
@@ -39,7 +43,7 @@ def main(argv):
     print(md, end="")
     print(f"\nwrote {os.path.join(F.root, 'report.csv')} and report.md")
     if F.plots:
-        images = results.write_plots(F.root, analyze=F.analyze, max_examples=F.max_examples)
+        images = results.write_plots(F.root, analyze=F.analyze, max_examples=F.max_examples, results=(keys, rows))
         print(f"wrote {len(images)} plots and {os.path.join(F.root, 'report.html')}")
     return 0
 

@@ -158,15 +158,31 @@ def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
     return out.astype(x.dtype)
 
 
+def einsum_attention(q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:
+    """softmax(q k^T / sqrt(d)) v over heads-first einsums, softmax in float32 (no mask).
+
+    q, k, v: [B, L, H, d] (compute dtype) -> [B, L, H, d] in the same dtype. The maths of
+    `jax.nn.dot_product_attention` with a canonical batched-matmul layout [B, H, L, d].
+    """
+    q, k, v = (jnp.swapaxes(t, 1, 2) for t in (q, k, v))
+    scores = jnp.einsum("bhqd,bhkd->bhqk", q, k, preferred_element_type=jnp.float32) * (q.shape[-1] ** -0.5)
+    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+    return jnp.swapaxes(jnp.einsum("bhqk,bhkd->bhqd", probs, v), 1, 2)
+
+
 class Attention(nnx.Module):
     """Non-causal multi-head self-attention with a fused QKV projection (TRM.md 2.4, HRM.md 2.4).
 
     qkv_proj: D -> 3 * H * d, output heads ordered [q heads | k heads | v heads], each head d
     consecutive features (the reference layout, kept by `convert.py`). No biases, no mask, scale
-    1/sqrt(d); softmax through `jax.nn.dot_product_attention`.
+    1/sqrt(d); softmax through `jax.nn.dot_product_attention` (impl "dot_product_attention", cuDNN /
+    flash where present) or `einsum_attention` (impl "einsum").
     """
 
-    def __init__(self, hidden: int, num_heads: int, *, rngs: nnx.Rngs):
+    def __init__(self, hidden: int, num_heads: int, *, impl: str = "dot_product_attention", rngs: nnx.Rngs):
+        if impl not in ("dot_product_attention", "einsum"):
+            raise ValueError(f"attention impl={impl!r}: expected 'dot_product_attention' or 'einsum'")
+        self.impl = impl
         self.num_heads = num_heads
         self.head_dim = hidden // num_heads
         self.qkv_proj = CastedLinear(hidden, 3 * num_heads * self.head_dim, rngs=rngs)
@@ -181,7 +197,10 @@ class Attention(nnx.Module):
             cos, sin = rope
             q = apply_rope(q, cos, sin)
             k = apply_rope(k, cos, sin)
-        out = jax.nn.dot_product_attention(q, k, v)
+        if self.impl == "einsum":
+            out = einsum_attention(q, k, v)
+        else:
+            out = jax.nn.dot_product_attention(q, k, v)
         return self.o_proj(out.reshape(B, L, self.num_heads * self.head_dim))
 
 
@@ -193,13 +212,13 @@ class Block(nnx.Module):
     """
 
     def __init__(self, *, hidden: int, num_heads: int, expansion: float, mlp_t: bool, total_len: int,
-                 eps: float, rngs: nnx.Rngs):
+                 eps: float, attention_impl: str = "dot_product_attention", rngs: nnx.Rngs):
         self.eps = eps
         self.use_mlp_t = mlp_t
         if mlp_t:
             self.mlp_t = SwiGLU(total_len, expansion, rngs=rngs)
         else:
-            self.self_attn = Attention(hidden, num_heads, rngs=rngs)
+            self.self_attn = Attention(hidden, num_heads, impl=attention_impl, rngs=rngs)
         self.mlp = SwiGLU(hidden, expansion, rngs=rngs)
 
     def __call__(self, h: jax.Array, rope: tuple[jax.Array, jax.Array] | None) -> jax.Array:

@@ -21,11 +21,29 @@ not stacked. Callers detach the returned latents before they enter the ACT carry
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import contextlib
+from typing import Any, Callable, Iterator
 
 import jax
 
 StepFn = Callable[[Any, jax.Array, jax.Array], jax.Array]
+
+_UNROLL = False  # True inside `unrolled()`: scans are traced fully unrolled (same maths)
+
+
+@contextlib.contextmanager
+def unrolled() -> Iterator[None]:
+    """Within this context the recursion's scans are traced fully unrolled (`lax.scan(unroll=True)`).
+
+    The numbers are the same; the program is larger. Used to let XLA's cost analysis, which counts a
+    while-loop body once, see every sweep (`recur_jax.benchmark`).
+    """
+    global _UNROLL
+    old, _UNROLL = _UNROLL, True
+    try:
+        yield
+    finally:
+        _UNROLL = old
 
 
 def _truncate(tree: Any) -> Any:
@@ -33,8 +51,8 @@ def _truncate(tree: Any) -> Any:
     return jax.tree_util.tree_map(jax.lax.stop_gradient, tree)
 
 
-def _l_updates(L_step: StepFn, ctx: Any, z_H: jax.Array, z_L: jax.Array, n: int) -> jax.Array:
-    """Applies z_L = L_step(ctx, z_L, z_H) n times (a lax.scan; n may be 0)."""
+def _l_updates(L_step: StepFn, ctx: Any, z_H: jax.Array, z_L: jax.Array, n: int, unroll: bool = False) -> jax.Array:
+    """Applies z_L = L_step(ctx, z_L, z_H) n times (a lax.scan, unrolled when `unroll`; n may be 0)."""
     if n == 0:
         return z_L
     if n == 1:
@@ -43,18 +61,20 @@ def _l_updates(L_step: StepFn, ctx: Any, z_H: jax.Array, z_L: jax.Array, n: int)
     def body(z, _):
         return L_step(ctx, z, z_H), None
 
-    z_L, _ = jax.lax.scan(body, z_L, None, length=n)
+    z_L, _ = jax.lax.scan(body, z_L, None, length=n, unroll=_UNROLL or unroll)
     return z_L
 
 
 def sweep(L_step: StepFn, H_step: StepFn, ctx: Any, z_H: jax.Array, z_L: jax.Array,
-          L_cycles: int) -> tuple[jax.Array, jax.Array]:
+          L_cycles: int, unroll: bool = False) -> tuple[jax.Array, jax.Array]:
     """One sweep: L_cycles z_L updates from (z_L, z_H), then z_H = H_step(ctx, z_H, z_L).
+
+    `unroll` traces the L updates as straight-line code instead of a scan (same numbers).
 
     Returns:
       (z_H, z_L), each [B, P+S, D] in the compute dtype.
     """
-    z_L = _l_updates(L_step, ctx, z_H, z_L, L_cycles)
+    z_L = _l_updates(L_step, ctx, z_H, z_L, L_cycles, unroll)
     z_H = H_step(ctx, z_H, z_L)
     return z_H, z_L
 
@@ -70,12 +90,12 @@ def _sweeps(L_step: StepFn, H_step: StepFn, ctx: Any, z_H: jax.Array, z_L: jax.A
     def body(carry, _):
         return sweep(L_step, H_step, ctx, *carry, L_cycles), None
 
-    (z_H, z_L), _ = jax.lax.scan(body, (z_H, z_L), None, length=H_cycles)
+    (z_H, z_L), _ = jax.lax.scan(body, (z_H, z_L), None, length=H_cycles, unroll=_UNROLL)
     return z_H, z_L
 
 
 def recurse(L_step: StepFn, H_step: StepFn, ctx: Any, z_H: jax.Array, z_L: jax.Array, *,
-            H_cycles: int, L_cycles: int, grad_mode: str) -> tuple[jax.Array, jax.Array]:
+            H_cycles: int, L_cycles: int, grad_mode: str, unroll_grad: bool = False) -> tuple[jax.Array, jax.Array]:
     """Runs one ACT step's recursion with the given gradient truncation.
 
     Args:
@@ -86,6 +106,8 @@ def recurse(L_step: StepFn, H_step: StepFn, ctx: Any, z_H: jax.Array, z_L: jax.A
       z_H, z_L: [B, P+S, D] latents entering the step (normally already detached).
       H_cycles: T >= 1 sweeps; L_cycles: n >= 1 z_L updates per sweep.
       grad_mode: "one_step", "last_sweep" or "full".
+      unroll_grad: trace the L updates of the differentiated sweep ("last_sweep") unrolled instead of
+        as a scan: the backward pass then needs no stacked residual buffers (same numbers).
 
     Returns:
       (z_H, z_L) after the step; gradients flow through the differentiated part only.
@@ -101,7 +123,7 @@ def recurse(L_step: StepFn, H_step: StepFn, ctx: Any, z_H: jax.Array, z_L: jax.A
         if H_cycles > 1:
             z_H, z_L = _truncate(_sweeps(L_step, H_step, _truncate(ctx), *_truncate((z_H, z_L)),
                                          H_cycles - 1, L_cycles))
-        return sweep(L_step, H_step, ctx, z_H, z_L, L_cycles)
+        return sweep(L_step, H_step, ctx, z_H, z_L, L_cycles, unroll_grad)
     if grad_mode == "one_step":
         if H_cycles > 1 or L_cycles > 1:
             ng_ctx = _truncate(ctx)

@@ -158,7 +158,8 @@ def table(root: str) -> tuple[list[str], list[dict[str, Any]]]:
 
 def _columns(keys: Sequence[str], rows: Sequence[dict[str, Any]]) -> list[str]:
     metric_cols = sorted({c for r in rows for c in r if c.endswith((".mean", ".std"))})
-    return list(keys) + ["seeds", "unfinished"] + metric_cols
+    extra = ["train_step_temp_bytes"] if any("train_step_temp_bytes" in r for r in rows) else []
+    return list(keys) + ["seeds", "unfinished"] + metric_cols + extra
 
 
 def to_csv(keys: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:
@@ -185,12 +186,15 @@ def to_markdown(keys: Sequence[str], rows: Sequence[dict[str, Any]],
                 metrics: Sequence[str] = ("eval.exact_accuracy", "eval.accuracy", "eval.steps", "wall_s")) -> str:
     """The table as Markdown: the swept keys, the seed count, and `mean ± std` of `metrics` (those present)."""
     present = [m for m in metrics if any(f"{m}.mean" in r for r in rows)]
-    head = list(keys) + ["seeds"] + present
+    memory = any("train_step_temp_bytes" in r for r in rows)
+    head = list(keys) + ["seeds"] + present + (["train step temp MiB"] if memory else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [str(r.get(k)) for k in keys] + [
             f"{r['seeds']}" + (f" (+{r['unfinished']} unfinished)" if r["unfinished"] else "")]
         cells += [_fmt(r.get(f"{m}.mean"), r.get(f"{m}.std")) for m in present]
+        if memory:
+            cells.append(f"{r['train_step_temp_bytes'] / 2**20:.1f}" if r.get("train_step_temp_bytes") else "")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -199,7 +203,45 @@ def _label(keys: Sequence[str], values: dict[str, Any]) -> str:
     return " ".join(f"{k.rsplit('.', 1)[-1]}={values.get(k)}" for k in keys) or "run"
 
 
-def write_plots(root: str, analyze: bool = True, max_examples: int = 256, flops_fn=None) -> list[str]:
+def _model_config(config: dict[str, Any]):
+    from recur_jax.models import ModelConfig
+
+    return ModelConfig.from_dict({k[len("model."):]: v for k, v in config.items() if k.startswith("model.")})
+
+
+def training_flops_per_step(config: dict[str, Any]) -> float:
+    """Model FLOPs of one optimizer step of a run (flattened run.json config), from the analytic count
+    `recur_jax.flops.train_step_flops` (forward of every sweep, backward where the gradient mode allows)."""
+    from recur_jax import flops
+
+    return float(flops.train_step_flops(_model_config(config), int(config["global_batch_size"]))["total"])
+
+
+def train_step_memory(workdir: str) -> dict[str, int]:
+    """XLA's memory analysis of a run's compiled training step (argument/output/temp bytes), compiled
+    here from the run's recorded config (`recur_jax.benchmark.compile_only`) without running it."""
+    import ml_collections
+
+    from recur_jax import benchmark
+
+    config = ml_collections.ConfigDict(_read_json(os.path.join(workdir, "run.json"))["config"])
+    res = benchmark.compile_only(config)
+    return {k: int(res[k]) for k in ("argument_bytes", "output_bytes", "temp_bytes") if k in res}
+
+
+def add_memory(root: str, keys: Sequence[str], rows: list[dict[str, Any]]) -> None:
+    """Adds `train_step_temp_bytes` (from `train_step_memory` of the row's first run) to each row."""
+    runs = collect(root)
+    for row in rows:
+        for r in runs:
+            if all(json.dumps(r["config"].get(k), default=str) == json.dumps(row.get(k), default=str) for k in keys):
+                row["train_step_temp_bytes"] = train_step_memory(r["workdir"]).get("temp_bytes")
+                break
+
+
+def write_plots(root: str, analyze: bool = True, max_examples: int = 256,
+                flops_fn=training_flops_per_step, results: tuple[list[str], list[dict[str, Any]]] | None = None
+                ) -> list[str]:
     """The sweep's plots (PNG) and `root/report.html` with the table; returns the PNG paths.
 
     Args:
@@ -207,15 +249,16 @@ def write_plots(root: str, analyze: bool = True, max_examples: int = 256, flops_
       analyze: also load each finished run's checkpoint and run `analysis.analyze_run` (cached in the run's
         analysis.json) for the test-time-compute, residual and halting plots.
       max_examples: test examples per run for the analysis.
-      flops_fn: `config (flattened dict) -> training FLOPs per optimizer step`; when given, the
-        accuracy-against-training-FLOPs plot is drawn (FLOPs = per-step count x the run's steps).
+      results: `table(root)` already computed (e.g. with `add_memory` columns), shown in the HTML page.
+      flops_fn: `config (flattened dict) -> training FLOPs per optimizer step` for the
+        accuracy-against-training-FLOPs plot (FLOPs = per-step count x the run's steps); None: no plot.
 
     Raises:
       FileNotFoundError / ValueError: as `collect`.
     """
     from recur_jax import plots
 
-    keys, rows = table(root)
+    keys, rows = results if results is not None else table(root)
     # legend labels name only the swept keys that differ between the table's rows
     label_keys = [k for k in keys if len({json.dumps(r.get(k), default=str) for r in rows}) > 1] or list(keys)
     runs = collect(root)
@@ -289,6 +332,7 @@ def write_plots(root: str, analyze: bool = True, max_examples: int = 256, flops_
     cols = _columns(keys, rows)
     shown = list(keys) + ["seeds"] + [c for c in cols if c.startswith(("eval.exact_accuracy.", "eval.accuracy.",
                                                                        "wall_s."))]
+    shown += [c for c in cols if c == "train_step_temp_bytes"]
     cells = [[("" if (v := r.get(c)) is None or (isinstance(v, float) and math.isnan(v))
                else (f"{v:.4f}" if isinstance(v, float) else v)) for c in shown] for r in rows]
     page = plots.html_page(f"Sweep {os.path.basename(os.path.abspath(root))}", shown, cells, images, notes)

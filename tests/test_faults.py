@@ -456,6 +456,7 @@ EXPERIMENT_ARGS = {  # every experiment file with the args it takes (a new file 
     "trm_sudoku.py": ["mlp", "att", "mlp,cpu", "att,cpu"], "hrm_sudoku.py": [None, "cpu"],
     "trm_arc.py": ["v1", "v2", "v1,cpu"], "hrm_arc.py": ["v1", "v2,cpu"], "trm_maze.py": [None, "aug,cpu"],
     "hrm_maze.py": [None, "cpu"], "ablations/compute_vs_params.py": ["sort", "sort,cpu", "sudoku,cpu"],
+    "bench.py": ["trm_att", "trm_mlp", "hrm", "trm_att,bf16"],
 }
 
 

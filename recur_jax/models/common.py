@@ -69,7 +69,8 @@ class RecursiveReasoner(nnx.Module):
     def _stack(self, num_layers: int, rngs: nnx.Rngs) -> ReasoningModule:
         c = self.config
         return ReasoningModule(num_layers, hidden=c.hidden_size, num_heads=c.num_heads, expansion=c.expansion,
-                               mlp_t=c.mlp_t, total_len=c.total_len, eps=c.rms_norm_eps, rngs=rngs)
+                               mlp_t=c.mlp_t, total_len=c.total_len, eps=c.rms_norm_eps,
+                               attention_impl=c.attention_impl, rngs=rngs)
 
     def _pure(self, module: ReasoningModule):
         """(state, fn): `fn(state, z, injection)` applies `module` functionally (for lax.scan bodies),

@@ -20,6 +20,7 @@ POS_ENCODINGS = ("rope", "learned", "none")
 GRAD_MODES = ("one_step", "last_sweep", "full")
 LOSS_TYPES = ("stablemax_cross_entropy", "softmax_cross_entropy")
 DTYPES = ("float32", "bfloat16", "float16")
+ATTENTION_IMPLS = ("dot_product_attention", "einsum")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +57,10 @@ class ModelConfig:
       remat: recompute each network call's activations in the backward pass (`jax.checkpoint`)
         instead of storing them: same numbers, less memory (paper sizes at batch 768 on a CPU host),
         about one extra forward of the differentiated sweep.
+      unroll_grad_sweep: trace the differentiated sweep's L updates unrolled instead of under
+        `lax.scan` (performance only; the numbers are the same).
+      attention_impl: "dot_product_attention" (`jax.nn.dot_product_attention`, cuDNN/flash on GPU)
+        or "einsum" (heads-first einsums and a float32 softmax; performance only, same maths).
     """
 
     arch: str = "trm"
@@ -82,6 +87,8 @@ class ModelConfig:
     forward_dtype: str = "bfloat16"
     loss_type: str = "stablemax_cross_entropy"
     remat: bool = False
+    unroll_grad_sweep: bool = False
+    attention_impl: str = "dot_product_attention"
 
     def __post_init__(self):
         def bad(field: str, expected: str):
@@ -95,6 +102,8 @@ class ModelConfig:
             bad("grad_mode", f"one of {GRAD_MODES}")
         if self.loss_type not in LOSS_TYPES:
             bad("loss_type", f"one of {LOSS_TYPES}")
+        if self.attention_impl not in ATTENTION_IMPLS:
+            bad("attention_impl", f"one of {ATTENTION_IMPLS}")
         if self.forward_dtype not in DTYPES:
             bad("forward_dtype", f"one of {DTYPES}")
         for name in ("vocab_size", "seq_len", "hidden_size", "num_heads", "halt_max_steps", "num_puzzle_identifiers"):

@@ -44,4 +44,5 @@ class HRM(RecursiveReasoner):
 
         c = self.config
         return recurse(L_step, H_step, (st_H, st_L, x), z_H, z_L, H_cycles=c.H_cycles, L_cycles=c.L_cycles,
-                       grad_mode=grad_mode)
+                       grad_mode=grad_mode,
+                       unroll_grad=c.unroll_grad_sweep)

@@ -40,4 +40,5 @@ class TRM(RecursiveReasoner):
 
         c = self.config
         return recurse(L_step, H_step, (state, x), z_H, z_L, H_cycles=c.H_cycles, L_cycles=c.L_cycles,
-                       grad_mode=grad_mode)
+                       grad_mode=grad_mode,
+                       unroll_grad=c.unroll_grad_sweep)

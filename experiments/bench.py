@@ -1,0 +1,42 @@
+"""Benchmark sizes of issue 8 (CPU, float32): the models the official PyTorch code was timed with.
+
+Args (one required, then optional modifiers):
+  trm_att  TRM with attention, hidden 128, 4 heads, 2 layers, H_cycles 3, L_cycles 6, RoPE
+  trm_mlp  TRM-MLP (token-mixing SwiGLU over the 97 positions), otherwise as trm_att
+  hrm      HRM, hidden 128, 4 heads, 4 + 4 layers, H_cycles 2, L_cycles 2, RoPE
+  bf16     bfloat16 compute instead of float32
+
+All: sequence 81 + 16 puzzle-embedding prefix, batch 32, halt_max_steps 16, the paper optimizer.
+
+    python -m launch.benchmark --config=experiments/bench.py:trm_att
+    python -m launch.benchmark --config=experiments/bench.py:trm_mlp --sweep=model.H_cycles=2,4,8,16
+"""
+
+from experiments import common, sudoku_common
+from recur_jax import perf
+
+
+def get_config(arg: str | None = None):
+    args = common.parse_args(arg, {"trm_att", "trm_mlp", "hrm", "bf16"}, "trm_att", "experiments/bench.py")
+    kinds = args & {"trm_att", "trm_mlp", "hrm"}
+    if len(kinds) != 1:
+        raise ValueError(f"experiments/bench.py: name exactly one of trm_att, trm_mlp, hrm (got {sorted(kinds)})")
+    kind = kinds.pop()
+    c = sudoku_common.paper_config(total_steps=1000, eval_every=0)
+    c.global_batch_size = 32
+    c.xla_flags = perf.CPU_XLA_FLAGS  # measured A/B in WORKSPACE.md ("Performance"); --config.xla_flags= to drop
+    shared = dict(vocab_size=11, seq_len=81, num_puzzle_identifiers=1, puzzle_emb_ndim=128, puzzle_emb_len=16,
+                  hidden_size=128, num_heads=4, expansion=4, halt_max_steps=16, halt_exploration_prob=0.1,
+                  forward_dtype="bfloat16" if "bf16" in args else "float32",
+                  unroll_grad_sweep=True)  # less temp memory (no stacked residuals), WORKSPACE.md "Performance"
+    if kind == "hrm":
+        c.ema = False
+        c.model = common.model_config(arch="hrm", H_cycles=2, L_cycles=2, H_layers=4, L_layers=4,
+                                      pos_encodings="rope", mlp_t=False, no_ACT_continue=False,
+                                      grad_mode="one_step", **shared)
+    else:
+        att = kind == "trm_att"
+        c.model = common.model_config(arch="trm", H_cycles=3, L_cycles=6, L_layers=2,
+                                      pos_encodings="rope" if att else "none", mlp_t=not att,
+                                      no_ACT_continue=True, grad_mode="last_sweep", **shared)
+    return c
