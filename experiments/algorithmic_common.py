@@ -26,14 +26,8 @@ def config(name: str = "sort") -> ml_collections.ConfigDict:
     2 CPU cores in float32."""
     c = common.base_config()
     c.data = data_config(name)
-    c.total_steps = 300
-    c.eval_every = 0
-    c.checkpoint_every = 150
-    c.log_every = 25
-    c.global_batch_size = 64
-    c.ema_rate = 0.95
-    c.optim.lr = 2e-3
-    c.optim.lr_warmup_steps = 50
+    common.cpu_training(c, total_steps=300, global_batch_size=64, checkpoint_every=150, log_every=25, ema_rate=0.95,
+                        lr_warmup_steps=50)
     c.optim.weight_decay = 0.1
     c.eval.max_examples = 512
     c.model = common.model_config(

@@ -54,28 +54,9 @@ def cpu_overrides(c: ml_collections.ConfigDict) -> None:
     It shows the pipeline end to end (build, train, vote, pass@K, report in <workdir>/report); it is
     far too small to solve ARC tasks.
     """
-    c.total_steps = 60
-    c.eval_every = 0
-    c.checkpoint_every = 60
-    c.log_every = 10
-    c.global_batch_size = 16
-    c.ema_rate = 0.9
-    c.optim.lr = 2e-3
-    c.optim.lr_warmup_steps = 10
+    common.cpu_training(c, total_steps=60, global_batch_size=16, checkpoint_every=60, log_every=10, ema_rate=0.9,
+                        lr_warmup_steps=10)
     c.data.num_aug = 8
     c.data.max_tasks = 4
     c.data.report_num_tasks = 4
-    c.model.hidden_size = 32
-    c.model.num_heads = 2
-    c.model.expansion = 2
-    c.model.puzzle_emb_ndim = 32
-    c.model.puzzle_emb_len = 1 if c.model.arch == "trm" else 0
-    c.model.forward_dtype = "float32"
-    c.model.halt_max_steps = 2
-    c.model.H_cycles = 1
-    c.model.L_cycles = 1
-    if c.model.arch == "trm":
-        c.model.L_layers = 1
-    else:
-        c.model.H_layers = 1
-        c.model.L_layers = 1
+    common.tiny_model(c)

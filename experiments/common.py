@@ -77,3 +77,35 @@ def base_config() -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict()
     c.model = model_config()
     return c
+
+
+def cpu_training(c: ml_collections.ConfigDict, *, total_steps: int, global_batch_size: int, checkpoint_every: int,
+                 log_every: int, ema_rate: float, lr_warmup_steps: int, lr: float = 2e-3) -> None:
+    """The training settings of the short `cpu` runs: no periodic evaluation, a higher learning rate and
+    a short EMA horizon, which suit runs of tens to hundreds of steps."""
+    c.total_steps = total_steps
+    c.eval_every = 0
+    c.checkpoint_every = checkpoint_every
+    c.log_every = log_every
+    c.global_batch_size = global_batch_size
+    c.ema_rate = ema_rate
+    c.optim.lr = lr
+    c.optim.lr_warmup_steps = lr_warmup_steps
+
+
+def tiny_model(c: ml_collections.ConfigDict) -> None:
+    """A float32 model of hidden size 32 with one layer per level and one sweep of one L step, halting
+    after at most 2 supervision steps: enough to run a pipeline end to end in minutes on a CPU."""
+    m = c.model
+    m.hidden_size = 32
+    m.num_heads = 2
+    m.expansion = 2
+    m.puzzle_emb_ndim = 32
+    m.puzzle_emb_len = 1 if m.arch == "trm" else 0
+    m.forward_dtype = "float32"
+    m.halt_max_steps = 2
+    m.H_cycles = 1
+    m.L_cycles = 1
+    m.L_layers = 1
+    if m.arch != "trm":
+        m.H_layers = 1

@@ -40,15 +40,9 @@ def cpu_overrides(c: ml_collections.ConfigDict) -> None:
     2 cores (TRM-MLP): about 120 training examples/s; 450 steps reach about 90% held-out exact
     accuracy. The higher learning rate and the short EMA horizon suit a run of a few hundred steps.
     """
-    c.total_steps = 450
-    c.eval_every = 0
-    c.checkpoint_every = 150
-    c.log_every = 25
-    c.global_batch_size = 64
-    c.ema_rate = 0.95
-    c.optim.lr = 2e-3
+    common.cpu_training(c, total_steps=450, global_batch_size=64, checkpoint_every=150, log_every=25, ema_rate=0.95,
+                        lr_warmup_steps=100)
     c.optim.puzzle_emb_lr = 1e-2
-    c.optim.lr_warmup_steps = 100
     c.optim.weight_decay = 0.1
     c.optim.puzzle_emb_weight_decay = 0.1
     c.data.tier = "easy"

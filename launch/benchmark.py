@@ -15,26 +15,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 import experiments
-
-
-def _one_line(e: BaseException) -> str:
-    """The final message of a config error (config_flags embeds tracebacks and escaped newlines)."""
-    text = " ".join(str(e).replace("\\n", " ").split()).strip("'\"")
-    for marker in ("ValueError: ", "KeyError: ", "AttributeError: ", "FileNotFoundError: ", "TypeError: "):
-        if marker in text:
-            text = text.rsplit(marker, 1)[1]
-    return text
-
-
-def parse_flags(argv):
-    """absl flag parsing with errors (a missing config file, bad args) as one line."""
-    try:
-        return flags.FLAGS(argv)
-    except (flags.Error, AttributeError, KeyError, ValueError, TypeError, OSError) as e:
-        if "--traceback" in argv:
-            raise
-        print(f"error: invalid flags: {_one_line(e)}", file=sys.stderr)
-        sys.exit(2)
+from launch import cli
 
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(experiments.__file__), "bench.py") + ":trm_att"
@@ -44,7 +25,7 @@ try:
 except (AttributeError, KeyError, ValueError, TypeError, OSError, flags.Error) as _e:
     if "--traceback" in sys.argv:
         raise
-    print(f"error: invalid --config or override: {_one_line(_e)}", file=sys.stderr)
+    print(f"error: invalid --config or override: {cli.one_line(_e)}", file=sys.stderr)
     sys.exit(2)
 flags.DEFINE_string("sweep", "", "KEY=V1,V2,...: one benchmark per value of config KEY (e.g. model.H_cycles=2,4,8,16).")
 flags.DEFINE_integer("warmup", 2, "Untimed training steps after compilation.")
@@ -92,10 +73,10 @@ def main(argv):
     except (AttributeError, KeyError, ValueError, TypeError, OSError) as e:
         if F.traceback:
             raise
-        print(f"error: {_one_line(e)}", file=sys.stderr)
+        print(f"error: {cli.one_line(e)}", file=sys.stderr)
         return 2
     return 0
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    app.run(main, flags_parser=cli.parse_flags)

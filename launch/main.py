@@ -20,19 +20,11 @@ from absl import app, flags
 from ml_collections import config_flags
 
 import experiments
+from launch import cli
 from recur_jax import distributed
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(experiments.__file__), "trm_sudoku.py") + ":mlp,cpu"
 
-
-
-def _one_line(e: BaseException) -> str:
-    """The final message of a config error (config_flags embeds tracebacks and escaped newlines)."""
-    text = " ".join(str(e).replace("\\n", " ").split()).strip("'\"")
-    for marker in ("ValueError: ", "KeyError: ", "AttributeError: ", "FileNotFoundError: ", "TypeError: "):
-        if marker in text:
-            text = text.rsplit(marker, 1)[1]
-    return text
 
 
 try:  # the default config is parsed here, with the --config.KEY overrides of the command line
@@ -40,7 +32,7 @@ try:  # the default config is parsed here, with the --config.KEY overrides of th
 except (AttributeError, KeyError, ValueError, TypeError, OSError, flags.Error) as _e:
     if "--traceback" in sys.argv:
         raise
-    print(f"error: invalid --config or override: {_one_line(_e)}", file=sys.stderr)
+    print(f"error: invalid --config or override: {cli.one_line(_e)}", file=sys.stderr)
     sys.exit(2)
 flags.DEFINE_string("workdir", "runs/trm_sudoku_cpu", "Output directory (checkpoints, metrics, summary).")
 flags.DEFINE_bool("traceback", False, "Show the full traceback for configuration and data errors.")
@@ -67,17 +59,6 @@ def print_summary(summary: dict) -> None:
     print(f"\nheld-out exact accuracy: {ev.get('exact_accuracy', 0):.4f}")
 
 
-def parse_flags(argv):
-    """absl flag parsing with errors (a missing config file, bad args) as one line."""
-    try:
-        return flags.FLAGS(argv)
-    except (flags.Error, AttributeError, KeyError, ValueError, TypeError, OSError) as e:
-        if "--traceback" in argv:
-            raise
-        print(f"error: invalid flags: {_one_line(e)}", file=sys.stderr)
-        sys.exit(2)
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -87,7 +68,7 @@ def main(argv):
     except (AttributeError, KeyError, ValueError, TypeError, OSError) as e:
         if flags.FLAGS.traceback:
             raise
-        print(f"error: invalid --config or override: {_one_line(e)}", file=sys.stderr)
+        print(f"error: invalid --config or override: {cli.one_line(e)}", file=sys.stderr)
         return 2
     try:  # XLA reads its flags when the first backend starts: before distributed init and any computation
         from recur_jax import perf
@@ -130,4 +111,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    app.run(main, flags_parser=cli.parse_flags)
