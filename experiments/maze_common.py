@@ -2,7 +2,7 @@
 
 import ml_collections
 
-from experiments import common
+from experiments import common, sudoku_common
 
 
 def data_config(augment: bool) -> ml_collections.ConfigDict:
@@ -24,14 +24,8 @@ def data_config(augment: bool) -> ml_collections.ConfigDict:
 
 def paper_config(total_steps: int, eval_every: int, augment: bool) -> ml_collections.ConfigDict:
     """Weight decay 1.0, puzzle-embedding lr 1e-4 (TRM.md 5.1, HRM.md 5.2)."""
-    c = common.base_config()
+    c = sudoku_common.paper_config(total_steps, eval_every)  # the same optimizer settings as Sudoku
     c.data = data_config(augment)
-    c.total_steps = total_steps
-    c.eval_every = eval_every
-    c.checkpoint_every = eval_every
-    c.optim.weight_decay = 1.0
-    c.optim.puzzle_emb_lr = 1e-4
-    c.optim.puzzle_emb_weight_decay = 1.0
     return c
 
 

@@ -8,25 +8,14 @@ Figures and their units: see `recur_jax.benchmark`.
 """
 
 import json
-import os
 import sys
 
 from absl import app, flags
-from ml_collections import config_flags
 
-import experiments
 from launch import cli
 
 
-_DEFAULT_CONFIG = os.path.join(os.path.dirname(experiments.__file__), "bench.py") + ":trm_att"
-
-try:
-    config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Experiment config file[:args].", lock_config=True)
-except (AttributeError, KeyError, ValueError, TypeError, OSError, flags.Error) as _e:
-    if "--traceback" in sys.argv:
-        raise
-    print(f"error: invalid --config or override: {cli.one_line(_e)}", file=sys.stderr)
-    sys.exit(2)
+cli.define_config("bench.py:trm_att")  # parsed here, with the --config.KEY overrides of the command line
 flags.DEFINE_string("sweep", "", "KEY=V1,V2,...: one benchmark per value of config KEY (e.g. model.H_cycles=2,4,8,16).")
 flags.DEFINE_integer("warmup", 2, "Untimed training steps after compilation.")
 flags.DEFINE_integer("iters", 10, "Timed training steps (step_s is their median).")

@@ -1,8 +1,12 @@
 """What the absl entry points share: one-line error messages for config and flag errors."""
 
+import os
 import sys
 
 from absl import flags
+from ml_collections import config_flags
+
+import experiments
 
 
 def one_line(e: BaseException) -> str:
@@ -23,4 +27,17 @@ def parse_flags(argv):
         if "--traceback" in argv:
             raise
         print(f"error: invalid flags: {one_line(e)}", file=sys.stderr)
+        sys.exit(2)
+
+
+def define_config(default: str) -> None:
+    """Defines the locked `--config=FILE[:ARGS]` flag with `default` (a file under experiments/ plus args);
+    a config that fails to load here (the default, or the command line's overrides) exits with one line."""
+    try:
+        config_flags.DEFINE_config_file("config", os.path.join(os.path.dirname(experiments.__file__), default),
+                                        "Experiment config file[:args].", lock_config=True)
+    except (AttributeError, KeyError, ValueError, TypeError, OSError, flags.Error) as e:
+        if "--traceback" in sys.argv:
+            raise
+        print(f"error: invalid --config or override: {one_line(e)}", file=sys.stderr)
         sys.exit(2)

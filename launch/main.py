@@ -12,28 +12,15 @@ or by hand with --coordinator_address=HOST:PORT --num_processes=N --process_id=I
 recur_jax/distributed.py).
 """
 
-import os
 import shlex
 import sys
 
 from absl import app, flags
-from ml_collections import config_flags
 
-import experiments
 from launch import cli
 from recur_jax import distributed
 
-_DEFAULT_CONFIG = os.path.join(os.path.dirname(experiments.__file__), "trm_sudoku.py") + ":mlp,cpu"
-
-
-
-try:  # the default config is parsed here, with the --config.KEY overrides of the command line
-    config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Experiment config file[:args].", lock_config=True)
-except (AttributeError, KeyError, ValueError, TypeError, OSError, flags.Error) as _e:
-    if "--traceback" in sys.argv:
-        raise
-    print(f"error: invalid --config or override: {cli.one_line(_e)}", file=sys.stderr)
-    sys.exit(2)
+cli.define_config("trm_sudoku.py:mlp,cpu")  # parsed here, with the --config.KEY overrides of the command line
 flags.DEFINE_string("workdir", "runs/trm_sudoku_cpu", "Output directory (checkpoints, metrics, summary).")
 flags.DEFINE_bool("traceback", False, "Show the full traceback for configuration and data errors.")
 distributed.define_flags(flags)

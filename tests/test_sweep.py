@@ -45,34 +45,22 @@ def test_run_name_deterministic_and_unique():
     assert sweep.run_name({}) == "base"
 
 
-EXPERIMENT = textwrap.dedent('''
-    from experiments import trm_sudoku
+EXPERIMENT = textwrap.dedent(f'''
+    import sys
+
+    sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
+    from test_train import tiny  # the tests' tiny config
     from recur_jax import sweep
 
     def get_config(arg=None):
-        c = trm_sudoku.get_config("mlp,cpu")
-        c.total_steps = 4
-        c.checkpoint_every = 2
-        c.eval_every = 0
-        c.log_every = 2
-        c.global_batch_size = 8
-        c.eval.max_examples = 16
-        c.data.num_train = 64
-        c.data.num_test = 16
-        c.model.hidden_size = 32
-        c.model.num_heads = 2
-        c.model.puzzle_emb_ndim = 32
-        c.model.halt_max_steps = 2
-        c.model.H_cycles = 1
-        c.model.L_cycles = 1
-        c.checkpoint.async_save = False
-        return c
+        return tiny(total_steps=4, checkpoint_every=2, **{{"model.halt_max_steps": 2, "model.H_cycles": 1,
+                                                          "model.L_cycles": 1}})
 
     def get_sweep(arg=None):
         if arg == "bad":
-            return [{"model.H_cyclez": 1}]
+            return [{{"model.H_cyclez": 1}}]
         if arg == "badtype":
-            return [{"model.H_cycles": "two"}]
+            return [{{"model.H_cycles": "two"}}]
         return sweep.product(sweep.values("model.L_cycles", [1, 2]), sweep.values("seed", [0, 1]))
 ''')
 
@@ -109,7 +97,7 @@ def _fake_runs(tmp_path, fail_index):
     for i in range(4):
         wd = str(tmp_path / f"r{i}")
         code = (f"import json,os,sys; open(os.path.join({wd!r},'count'),'a').write('x');"
-                + (f"sys.exit(-9)" if i == fail_index else
+                + ("sys.exit(-9)" if i == fail_index else
                    f"json.dump({{'eval': {{'exact_accuracy': {i}}}}}, open(os.path.join({wd!r},'summary.json'),'w'))"))
         runs.append(sweep.Run(i, f"r{i}", wd, {"seed": i}, (sys.executable, "-c", code)))
     return runs
