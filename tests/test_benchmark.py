@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from experiments import bench
-from recur_jax import benchmark, flops, perf, recursion, train
+from recur_jax import benchmark, flops, perf, recursion
 from recur_jax.models import ModelConfig
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

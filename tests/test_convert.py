@@ -8,7 +8,6 @@ import pytest
 from flax import nnx
 
 from recur_jax import convert
-from recur_jax.layers import Buffer
 from recur_jax.models import ModelConfig, build_model
 
 
