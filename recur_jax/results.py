@@ -322,7 +322,12 @@ def write_plots(root: str, analyze: bool = True, max_examples: int = 256,
             if not rs or "eval.exact_accuracy.mean" not in row:
                 continue
             cfg = rs[0]["config"]
-            points.append({"label": label, "flops": flops_fn(cfg) * rs[0]["summary"]["step"],
+            try:
+                per_step = flops_fn(cfg)
+            except (KeyError, TypeError, ValueError) as e:  # a record without a full model config
+                notes.append(f"{label}: no FLOP count ({type(e).__name__}: {e})")
+                continue
+            points.append({"label": label, "flops": per_step * rs[0]["summary"]["step"],
                            "accuracy": row["eval.exact_accuracy.mean"],
                            "std": None if math.isnan(row["eval.exact_accuracy.std"]) else row["eval.exact_accuracy.std"],
                            "recursive": cfg.get("model.arch") != "transformer"})

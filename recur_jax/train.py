@@ -254,7 +254,7 @@ def _digest(tree) -> str:
     for leaf in jax.tree_util.tree_leaves(tree):
         if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
             leaf = jax.random.key_data(leaf)
-        arr = np.asarray(jax.device_get(leaf))
+        arr = sharding.to_host(leaf)  # gathers arrays sharded over several processes
         h.update(f"{arr.dtype}{arr.shape}".encode())
         h.update(np.ascontiguousarray(arr).tobytes())
     return h.hexdigest()

@@ -425,8 +425,9 @@ BAD_CONFIGS = [
     ("ema", 1, r"config\.ema=1 \(int\): expected True or False"),
     ("optim.lr", None, r"config\.optim\.lr: missing"),
     ("model.pos_encodings", "rope", r"model\.pos_encodings='rope': expected 'none' or 'learned' when mlp_t=True"),
-    ("global_batch_size", 12, r"config\.global_batch_size=12: expected a multiple of the 8 devices"),
-    ("eval.global_batch_size", 4, r"config\.eval\.global_batch_size=4: expected a multiple of the 8 devices"),
+    ("global_batch_size", 12, r"config\.global_batch_size=12: expected a multiple of the 8 batch row shards "
+                              r"\(mesh data\*fsdp = 8\*1\)"),
+    ("eval.global_batch_size", 4, r"config\.eval\.global_batch_size=4: expected a multiple of the 8 batch row shards"),
     ("microbatches", 3, r"config\.microbatches=3: expected a divisor of global_batch_size=8"),
     ("model.puzzle_emb_ndim", 512, r"model\.puzzle_emb_len=1: expected 0 or at least ceil\(puzzle_emb_ndim / "
                                    r"hidden_size\) = 16"),
