@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from recur_jax import safe_io
 from recur_jax.sweep import SWEEP_FILE
 
 SEED_KEY = "seed"
@@ -24,15 +25,8 @@ _MAX_JSON_BYTES = 64 << 20
 
 
 def _read_json(path: str) -> Any:
-    """A JSON file of at most 64 MiB. Raises ValueError naming the file when it is larger or not JSON."""
-    size = os.path.getsize(path)
-    if size > _MAX_JSON_BYTES:
-        raise ValueError(f"{path}: {size} bytes; expected at most {_MAX_JSON_BYTES} for a run record")
-    with open(path) as f:
-        try:
-            return json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e})") from e
+    """A run record (JSON, at most 64 MiB): `safe_io.read_json`; ValueError names the file."""
+    return safe_io.read_json(path, max_bytes=_MAX_JSON_BYTES)
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -66,7 +66,7 @@ def read_json(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_JSON_BYTE
       The parsed value.
     Raises:
       UnsafeInputError: too large or too deep (names the file and the limit).
-      ValueError: not valid JSON (names the file, line and column).
+      ValueError: not valid JSON (names the file, line and column) or not UTF-8.
       OSError: the file cannot be read.
     """
     file = os.fspath(path)
@@ -79,6 +79,8 @@ def read_json(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_JSON_BYTE
         value = json.loads(raw)
     except json.JSONDecodeError as e:
         raise ValueError(f"{file}:{e.lineno}:{e.colno}: invalid JSON ({e.msg}); expected a JSON document") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{file}: not UTF-8 ({e.reason} at byte {e.start}); expected a JSON document") from None
     except RecursionError:
         raise UnsafeInputError(f"{file}: JSON nested too deeply to parse; expected at most {max_depth} "
                                f"levels") from None

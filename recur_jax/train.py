@@ -249,14 +249,19 @@ def make_train_step(graphdef: nnx.GraphDef, config: ml_collections.ConfigDict, m
     return episode
 
 
-def _digest(tree) -> str:
-    h = hashlib.sha256()
+def _hash_leaves(h, tree) -> None:
+    """Feeds dtype, shape and bytes of every leaf of `tree` (gathered over processes) into hasher `h`."""
     for leaf in jax.tree_util.tree_leaves(tree):
         if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
             leaf = jax.random.key_data(leaf)
         arr = sharding.to_host(leaf)  # gathers arrays sharded over several processes
         h.update(f"{arr.dtype}{arr.shape}".encode())
         h.update(np.ascontiguousarray(arr).tobytes())
+
+
+def _digest(tree) -> str:
+    h = hashlib.sha256()
+    _hash_leaves(h, tree)
     return h.hexdigest()
 
 
@@ -272,11 +277,7 @@ def fingerprint(state: TrainState) -> str:
     """sha256 over the bytes (and shapes/dtypes) of params, optimizer state, EMA, puzzle table (and its
     optimizer state), ACT carry and step: equal fingerprints mean the same run state bit for bit."""
     h = hashlib.sha256()
-    for leaf in jax.tree_util.tree_leaves((state.params, state.opt_state, state.ema_params, state.puzzle_table,
-                                           state.puzzle_opt_state)):
-        arr = sharding.to_host(leaf)  # gathers arrays sharded over several processes
-        h.update(f"{arr.dtype}{arr.shape}".encode())
-        h.update(np.ascontiguousarray(arr).tobytes())
+    _hash_leaves(h, (state.params, state.opt_state, state.ema_params, state.puzzle_table, state.puzzle_opt_state))
     h.update(_digest(state.carry).encode())
     h.update(_digest(state.step).encode())
     return h.hexdigest()

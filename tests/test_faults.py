@@ -590,6 +590,10 @@ def test_json_reader_limits(tmp_path):
     bad.write_text('{"config": {"seed": 0,}}')
     with pytest.raises(ValueError, match=r"bad\.json:1:23: invalid JSON"):
         read_json(bad)
+    latin = tmp_path / "latin.json"
+    latin.write_bytes(b'{"name": "caf\xe9"}')
+    with pytest.raises(ValueError, match=r"latin\.json: not UTF-8 \(invalid continuation byte at byte 13\)"):
+        read_json(latin)
     assert read_json(big)["a"] == "x" * 2000
 
 

@@ -158,7 +158,7 @@ def test_report_mean_std_over_seeds(tmp_path):
     assert csv_text.splitlines()[0].startswith("model.L_cycles,seeds,unfinished,")
     with open(os.path.join(root, "L1s0", "summary.json"), "w") as f:
         f.write("{truncated")
-    with pytest.raises(ValueError, match=r"L1s0/summary.json: not valid JSON"):
+    with pytest.raises(ValueError, match=r"L1s0/summary\.json:1:2: invalid JSON"):
         results.table(root)
 
 

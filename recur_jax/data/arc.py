@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
+
+from recur_jax import safe_io
 
 PAD, EOS, COLOR_OFFSET = 0, 1, 2
 VOCAB_SIZE = 12
@@ -82,35 +83,29 @@ class ArcTask:
 
 
 def safe_path(root: str | os.PathLike, relative: str | os.PathLike) -> str:
-    """`root/relative`, resolved, refusing paths (or symlinks) that leave `root`.
+    """`root/relative`, resolved, refusing paths (or symlinks) that leave `root` (`safe_io.resolve_inside`).
 
     Raises:
-      ArcDataError: the resolved path is outside the resolved root.
+      ArcDataError: the path is absolute, empty, or resolves outside the resolved root.
     """
-    root_r = os.path.realpath(os.fspath(root))
-    full = os.path.realpath(os.path.join(root_r, os.fspath(relative)))
-    if os.path.commonpath([root_r, full]) != root_r:
-        raise ArcDataError(f"{os.path.join(os.fspath(root), os.fspath(relative))}: resolves to {full}, outside the "
-                           f"data directory {root_r}; expected a file inside it")
-    return full
+    try:
+        return safe_io.resolve_inside(root, os.fspath(relative), source=os.fspath(root))
+    except safe_io.UnsafeInputError as e:
+        raise ArcDataError(str(e)) from None
 
 
 def read_json(path: str | os.PathLike, max_bytes: int = DEFAULT_MAX_JSON_BYTES) -> Any:
-    """Reads a JSON file of at most `max_bytes` bytes.
+    """Reads a JSON file of at most `max_bytes` bytes (`safe_io.read_json`: size and depth limits).
 
     Raises:
-      ArcDataError: the file is larger than `max_bytes`, not UTF-8 or not valid JSON.
+      ArcDataError: the file is larger than `max_bytes`, nested too deeply, not UTF-8 or not valid JSON
+        (the message names the file).
       FileNotFoundError: the file does not exist.
     """
-    path = os.fspath(path)
-    with open(path, "rb") as f:
-        raw = f.read(max_bytes + 1)
-    if len(raw) > max_bytes:
-        raise ArcDataError(f"{path}: larger than the limit of {max_bytes} bytes; expected an ARC task file")
     try:
-        return json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ArcDataError(f"{path}: not valid JSON ({e}); expected an ARC task file") from None
+        return safe_io.read_json(path, max_bytes=max_bytes)
+    except ValueError as e:  # UnsafeInputError included
+        raise ArcDataError(str(e)) from None
 
 
 def parse_grid(obj: Any, where: str) -> np.ndarray:
