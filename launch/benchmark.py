@@ -37,7 +37,7 @@ def main(argv):
     try:
         config = F.config
         _ = config.model
-        perf.apply_xla_flags(config.get("xla_flags", ""))  # before the first JAX computation
+        perf.apply_xla_flags(config.get("xla_flags", ""), config.get("global_batch_size"))  # before the first JAX computation
         from recur_jax import benchmark
         values = [None]
         key = None

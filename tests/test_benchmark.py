@@ -163,6 +163,22 @@ def test_xla_flags_are_refused_once_a_backend_runs():
         perf.apply_xla_flags("xla_cpu_foo=1")
 
 
+def test_per_core_device_count_divides_the_batch():
+    flags = perf.CPU_PER_CORE_FLAGS
+    assert perf.resolve_xla_flags(flags, 32, cores=2)[0] == "--xla_force_host_platform_device_count=2"
+    assert perf.resolve_xla_flags(flags, 32, cores=3)[0] == "--xla_force_host_platform_device_count=2"
+    assert perf.resolve_xla_flags(flags, 30, cores=4)[0] == "--xla_force_host_platform_device_count=3"
+    assert perf.resolve_xla_flags(flags, 7, cores=4)[0] == "--xla_force_host_platform_device_count=1"
+    assert perf.resolve_xla_flags(flags, None, cores=5)[0] == "--xla_force_host_platform_device_count=5"
+    assert perf.resolve_xla_flags("--xla_force_host_platform_device_count=4", 3, cores=1) == [
+        "--xla_force_host_platform_device_count=4"]  # an explicit count is the user's choice
+    assert perf.resolve_xla_flags(flags, 32, cores=2)[1] == "--xla_cpu_multi_thread_eigen=false"
+    with pytest.raises(ValueError, match="positive integer or 'cores'"):
+        perf.resolve_xla_flags("--xla_force_host_platform_device_count=all", 32)
+    with pytest.raises(ValueError, match="--name=value"):
+        perf.resolve_xla_flags("xla_cpu_foo=1")
+
+
 def test_bench_config_requires_one_model():
     with pytest.raises(ValueError, match="exactly one"):
         bench.get_config("trm_att,hrm")
