@@ -131,8 +131,46 @@ class SwiGLU(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         """[..., hidden] -> [..., hidden], same dtype."""
-        gate, up = jnp.split(self.gate_up_proj(x), 2, axis=-1)
-        return self.down_proj(jax.nn.silu(gate) * up)
+        return self.down_proj(swiglu_gate(self.gate_up_proj(x)))
+
+
+@jax.custom_vjp
+def swiglu_gate(gate_up: jax.Array) -> jax.Array:
+    """silu(gate) * up of [gate | up] = gate_up (the reference's SwiGLU activation, gate first).
+
+    A custom VJP keeps only `gate_up` (already materialised by the projection) for the backward pass
+    and computes d[gate | up] in one elementwise pass; automatic differentiation of
+    `jax.nn.silu(gate) * up` instead materialises sigmoid, silu and their products as separate
+    residual buffers, which XLA:CPU spends about 5x the activation's own time on (WORKSPACE.md,
+    "Performance"). The maths is the same: d gate = g * up * s * (1 + gate * (1 - s)), d up = g *
+    silu(gate), s = sigmoid(gate).
+
+    Args:
+      gate_up: [..., 2 * I] any float dtype.
+    Returns:
+      [..., I], same dtype.
+    """
+    gate, up = jnp.split(gate_up, 2, axis=-1)
+    return jax.nn.silu(gate) * up
+
+
+def _swiglu_gate_fwd(gate_up: jax.Array) -> tuple[jax.Array, jax.Array]:
+    return swiglu_gate(gate_up), gate_up
+
+
+def _swiglu_gate_bwd(gate_up: jax.Array, g: jax.Array) -> tuple[jax.Array]:
+    # The barrier stops XLA from sharing sigmoid(gate) with the forward pass (CSE), which would keep it
+    # as one more residual buffer; it is recomputed here instead.
+    gate_up = jax.lax.optimization_barrier(gate_up)
+    gate, up = jnp.split(gate_up.astype(jnp.float32), 2, axis=-1)  # float32 math, as torch's silu backward
+    g = g.astype(jnp.float32)
+    s = jax.nn.sigmoid(gate)
+    d_gate = g * up * (s * (1 + gate * (1 - s)))
+    d_up = g * (gate * s)
+    return (jnp.concatenate([d_gate, d_up], axis=-1).astype(gate_up.dtype),)
+
+
+swiglu_gate.defvjp(_swiglu_gate_fwd, _swiglu_gate_bwd)
 
 
 def rope_tables(length: int, head_dim: int, theta: float) -> tuple[jax.Array, jax.Array]:
