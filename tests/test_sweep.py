@@ -198,3 +198,33 @@ def test_sweep_end_to_end_real_runs(experiment, tmp_path):
     assert an["halt_max_steps"] == 4 and len(an["residual_H"]) == 4 and sum(an["halt_step_histogram"]) == 16
     # the analysis replays evaluation: its accuracy at the training budget is the run's own
     assert an["exact_accuracy_by_step"][1] == pytest.approx(s0["eval"]["exact_accuracy"], abs=1e-9)
+
+
+def test_compute_depth_study_rows_expand_and_match_flops(tmp_path):
+    from experiments.ablations import compute_vs_params as cvp
+    from recur_jax import flops
+    from recur_jax.models.config import ModelConfig
+
+    spec = os.path.join(REPO, "experiments", "ablations", "compute_vs_params.py")
+    for arg, n_runs, seeds in (("sort,cpu", 20, {0, 1}), ("sudoku,cpu", 6, {0})):
+        runs = sweep.expand(f"{spec}:{arg}", str(tmp_path / arg))  # every override checked against the config
+        assert len(runs) == n_runs and {r.overrides["seed"] for r in runs} == seeds
+    c = cvp.get_config("sort,cpu")
+    n = cvp.training_flops_matched_layers(c, 2, 2)
+    base, B = dict(c.model.to_dict()), c.global_batch_size
+
+    def total(**kw):
+        return flops.train_step_flops(ModelConfig.from_dict(base | kw), B)["total"]
+
+    target = total(arch="trm", H_cycles=2, L_cycles=2)
+    assert total(arch="transformer", H_layers=n, halt_max_steps=1) >= target
+    assert total(arch="transformer", H_layers=n - 1, halt_max_steps=1) < target
+    rows = cvp.get_sweep("sort,cpu")
+    assert {"model.arch": "transformer", "model.H_layers": n, "model.halt_max_steps": 1, "seed": 0}.items() <= \
+        next(r for r in rows if r.get("model.H_layers") == n).items()
+    equal_examples = [r for r in rows if "global_batch_size" in r]
+    assert {r["global_batch_size"] for r in equal_examples} == {c.global_batch_size // c.model.halt_max_steps}
+    with pytest.raises(ValueError, match="H_cycles=0"):
+        cvp.training_flops_matched_layers(c, 0, 2)
+    with pytest.raises(ValueError, match="choose one task"):
+        cvp.get_sweep("sort,sudoku")
