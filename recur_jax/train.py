@@ -548,7 +548,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, overw
         # The model, batch and EMA decide the checkpoint's structure: never resumable under others.
         for key in ("model", "global_batch_size", "ema") + (() if resume_anyway else ("data", "seed")):
             now = config[key].to_dict() if isinstance(config[key], ml_collections.ConfigDict) else config[key]
-            if key in saved and saved[key] != now:
+            if key in saved and saved[key] != workdir_lib.as_json_value(now):  # the record is JSON (no tuples)
                 raise ValueError(f"{checkpointer.directory}: checkpoint {s} was written with a different "
                                  f"config.{key}; resuming needs the same one (or use a new --workdir, or "
                                  f"--overwrite)")

@@ -49,10 +49,19 @@ def _ignored(key: str) -> bool:
     return any(key == p or key.startswith(p + ".") for p in IGNORED)
 
 
+def as_json_value(value: Any) -> Any:
+    """`value` as it reads back from a JSON record (tuples become lists, other objects strings).
+
+    Recorded configs (run.json, checkpoint records) are JSON, while a live config holds tuples; compare
+    the two only after this.
+    """
+    return json.loads(json.dumps(value, default=str))
+
+
 def config_differences(saved: dict[str, Any], now: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
     """Fields (dotted names) whose values differ and matter for the trained state: {name: (saved, now)}."""
     # compared as JSON values (run.json holds lists where a live config holds tuples)
-    old, new = (_flatten(json.loads(json.dumps(d, default=str))) for d in (saved, now))
+    old, new = (_flatten(as_json_value(d)) for d in (saved, now))
     diffs = {k: (old[k], new.get(k)) for k in old if not _ignored(k) and k in new and old[k] != new[k]}
     for k in set(old) - set(new):
         if not _ignored(k):

@@ -103,6 +103,33 @@ def test_resume_refuses_a_different_model(trained, tmp_path, data_dir):
                            workdir)
 
 
+def test_resume_with_tuple_valued_data_config(tmp_path):
+    """The checkpoint's config record is JSON (lists) while the live config holds tuples
+    (data.train_lengths of the algorithmic tasks): resuming must compare them as equal, and still
+    refuse a really different value."""
+    from experiments import algorithmic_common
+
+    def cfg(total_steps, **data):
+        c = algorithmic_common.config("sort")
+        c.total_steps, c.checkpoint_every, c.log_every, c.global_batch_size = total_steps, 3, 3, 8
+        c.data.num_train, c.data.num_test, c.data.data_dir = 64, 16, str(tmp_path / "data")
+        c.eval.max_examples = 16
+        c.model.hidden_size, c.model.num_heads, c.model.halt_max_steps = 32, 2, 2
+        c.checkpoint.async_save = False
+        for k, v in data.items():
+            c.data[k] = v
+        return c
+
+    workdir = str(tmp_path / "sort")
+    train_and_evaluate(cfg(3), workdir)
+    assert isinstance(cfg(3).data.train_lengths, tuple)
+    resumed = train_and_evaluate(cfg(6), workdir)  # same command, longer run
+    assert resumed["step"] == 6
+    assert json.load(open(os.path.join(workdir, "run.json")))["resumed_from_step"] == 3
+    with pytest.raises(ValueError, match="different config.data"):
+        train_and_evaluate(cfg(9, train_lengths=(2, 10)), workdir)
+
+
 def test_episode_mode_and_hrm(tmp_path, data_dir):
     s = train_and_evaluate(tiny(act_mode="episode", **{"data.data_dir": data_dir}), str(tmp_path / "ep"))
     assert s["step"] == 6  # two episodes of halt_max_steps=3 optimizer steps
