@@ -30,6 +30,17 @@ def data_config(version: str) -> ml_collections.ConfigDict:
     return d
 
 
+def version(args: set[str], file: str) -> str:
+    """`v1` (ARC-AGI-1, the default) or `v2` from an experiment's parsed args.
+
+    Raises:
+      ValueError: both named, the message naming `file`.
+    """
+    if {"v1", "v2"} <= args:
+        raise ValueError(f"{file}: choose one of v1 and v2")
+    return "v2" if "v2" in args else "v1"
+
+
 def paper_config(version: str, total_steps: int) -> ml_collections.ConfigDict:
     """ARC settings both papers share: wd 0.1, puzzle-embedding lr 1e-2, 10 evaluations per run.
 

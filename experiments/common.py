@@ -22,6 +22,33 @@ def model_config(**overrides) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(values)
 
 
+def trm_paper_model(**task) -> ml_collections.ConfigDict:
+    """TRM's paper architecture (TRM.md 5.1): D 512, 8 heads, 2 layers, H_cycles 3, L_cycles 4, RoPE
+    attention, 16-token puzzle embedding, halt_max_steps 16, last-sweep gradient, bfloat16.
+
+    `task` sets the task's fields (vocab_size, seq_len, num_puzzle_identifiers) and any departures
+    (Sudoku: L_cycles 6, and the MLP-t token mixer without RoPE).
+    """
+    return model_config(**{
+        "arch": "trm", "puzzle_emb_ndim": 512, "puzzle_emb_len": 16, "hidden_size": 512, "num_heads": 8,
+        "expansion": 4, "H_cycles": 3, "L_cycles": 4, "L_layers": 2, "pos_encodings": "rope", "mlp_t": False,
+        "halt_max_steps": 16, "halt_exploration_prob": 0.1, "no_ACT_continue": True, "grad_mode": "last_sweep",
+        "forward_dtype": "bfloat16", **task})
+
+
+def hrm_paper_model(**task) -> ml_collections.ConfigDict:
+    """HRM's paper architecture (HRM.md 5.2): D 512, 8 heads, 4 + 4 layers, H_cycles 2, L_cycles 2, RoPE,
+    no puzzle-embedding prefix, halt_max_steps 16, one-step gradient, bfloat16.
+
+    `task` sets the task's fields (vocab_size, seq_len, num_puzzle_identifiers).
+    """
+    return model_config(**{
+        "arch": "hrm", "puzzle_emb_ndim": 512, "puzzle_emb_len": 0, "hidden_size": 512, "num_heads": 8,
+        "expansion": 4, "H_cycles": 2, "L_cycles": 2, "H_layers": 4, "L_layers": 4, "pos_encodings": "rope",
+        "mlp_t": False, "halt_max_steps": 16, "halt_exploration_prob": 0.1, "no_ACT_continue": False,
+        "grad_mode": "one_step", "forward_dtype": "bfloat16", **task})
+
+
 def parse_args(arg: str | None, allowed: set[str], default: str, file: str) -> set[str]:
     """The comma-separated args of `get_config(arg)`; unknown ones are an error naming the file."""
     args = set(filter(None, (arg or default).split(",")))

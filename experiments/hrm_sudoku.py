@@ -8,11 +8,7 @@ def get_config(arg: str | None = None):
     # 20000 epochs of 1000 puzzles at batch 768; evaluation every 2000 epochs.
     c = sudoku_common.paper_config(total_steps=26041, eval_every=2604)
     c.ema = False
-    c.model = common.model_config(
-        arch="hrm", vocab_size=11, seq_len=81, num_puzzle_identifiers=1, puzzle_emb_ndim=512, puzzle_emb_len=0,
-        hidden_size=512, num_heads=8, expansion=4, H_cycles=2, L_cycles=2, H_layers=4, L_layers=4,
-        pos_encodings="rope", mlp_t=False, halt_max_steps=16, halt_exploration_prob=0.1, no_ACT_continue=False,
-        grad_mode="one_step", forward_dtype="bfloat16")
+    c.model = common.hrm_paper_model(vocab_size=11, seq_len=81, num_puzzle_identifiers=1)
     if "cpu" in args:
         sudoku_common.cpu_overrides(c)
     return c

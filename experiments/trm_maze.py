@@ -15,11 +15,7 @@ def get_config(arg: str | None = None):
     args = common.parse_args(arg, {"aug", "cpu"}, "", "experiments/trm_maze.py")
     # int(50000 epochs * 1000 mazes / 768); evaluation every 5000 epochs.
     c = maze_common.paper_config(total_steps=65104, eval_every=6510, augment="aug" in args)
-    c.model = common.model_config(
-        arch="trm", vocab_size=6, seq_len=900, num_puzzle_identifiers=1, puzzle_emb_ndim=512, puzzle_emb_len=16,
-        hidden_size=512, num_heads=8, expansion=4, H_cycles=3, L_cycles=4, L_layers=2, pos_encodings="rope",
-        mlp_t=False, halt_max_steps=16, halt_exploration_prob=0.1, no_ACT_continue=True, grad_mode="last_sweep",
-        forward_dtype="bfloat16")
+    c.model = common.trm_paper_model(vocab_size=6, seq_len=900, num_puzzle_identifiers=1)
     if "cpu" in args:
         maze_common.cpu_overrides(c)
     return c

@@ -15,11 +15,8 @@ def get_config(arg: str | None = None):
     # int(50000 epochs * 1000 puzzles / 768); evaluation every 5000 epochs.
     c = sudoku_common.paper_config(total_steps=65104, eval_every=6510)
     att = "att" in args
-    c.model = common.model_config(
-        arch="trm", vocab_size=11, seq_len=81, num_puzzle_identifiers=1, puzzle_emb_ndim=512, puzzle_emb_len=16,
-        hidden_size=512, num_heads=8, expansion=4, H_cycles=3, L_cycles=6, L_layers=2,
-        pos_encodings="rope" if att else "none", mlp_t=not att, halt_max_steps=16, halt_exploration_prob=0.1,
-        no_ACT_continue=True, grad_mode="last_sweep", forward_dtype="bfloat16")
+    c.model = common.trm_paper_model(vocab_size=11, seq_len=81, num_puzzle_identifiers=1, L_cycles=6,
+                                     pos_encodings="rope" if att else "none", mlp_t=not att)
     if "cpu" in args:
         sudoku_common.cpu_overrides(c)
     return c

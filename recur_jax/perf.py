@@ -17,7 +17,7 @@ CPU_XLA_FLAGS = "--xla_cpu_experimental_ynn_fusion_type="
 # One single-threaded XLA CPU device per usable core: the global batch is split over the cores by the
 # `data` mesh axis (gradients all-reduced), instead of every small matmul being split over threads.
 # Measured on 2 cores (WORKSPACE.md, "Performance"): the step runs at 2.0x its one-core speed this way,
-# against 1.75x with one multi-threaded device. `cores` is resolved by `resolve_xla_flags`.
+# against 1.78x with one multi-threaded device. `cores` is resolved by `resolve_xla_flags`.
 CPU_PER_CORE_FLAGS = "--xla_force_host_platform_device_count=cores --xla_cpu_multi_thread_eigen=false"
 _DEVICE_COUNT = "--xla_force_host_platform_device_count"
 
