@@ -97,8 +97,15 @@ class CastedLinear(nnx.Module):
             self.bias = None
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        """[..., in] (compute dtype) -> [..., out] in the same dtype."""
-        y = jnp.matmul(x, self.kernel[...].astype(x.dtype))
+        """[..., in] (compute dtype) -> [..., out] in the same dtype.
+
+        The leading dimensions are flattened into one before the product (a free reshape): with a
+        2-D [N, in] operand XLA:CPU computes the kernel gradient x^T g without first writing a
+        transposed copy of g, which it does for a [B, L, in] operand (WORKSPACE.md, "Performance").
+        """
+        lead = x.shape[:-1]
+        y = jnp.matmul(x.reshape(-1, x.shape[-1]), self.kernel[...].astype(x.dtype))
+        y = y.reshape(*lead, y.shape[-1])
         if self.bias is not None:
             y = y + self.bias[...].astype(x.dtype)
         return y

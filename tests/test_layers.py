@@ -330,6 +330,27 @@ def test_swiglu_module_matches_numpy():
     np.testing.assert_allclose(np.asarray(jit_call(sw, x)), ref, rtol=1e-5, atol=1e-5)
 
 
+def test_casted_linear_kernel_gradient_writes_no_transposed_copy_of_the_output_gradient():
+    # [B, L, in] inputs are flattened to [B*L, in] (CastedLinear.__call__): XLA:CPU then computes the
+    # kernel gradient x^T g straight from g, instead of first writing g transposed as [out, B*L]
+    # (measured 14% of a one-core TRM-Att step, WORKSPACE.md "Performance").
+    lin = layers.CastedLinear(16, 64, rngs=nnx.Rngs(0))
+    graphdef, params = nnx.split(lin)
+    x = jnp.ones((4, 7, 16), jnp.float32)
+    c = jnp.asarray(np.random.RandomState(0).randn(4, 7, 64).astype(np.float32))
+
+    def loss(params, x):
+        return jnp.sum(nnx.merge(graphdef, params)(x) * c)
+
+    g_params, g_x = jax.grad(loss, argnums=(0, 1))(params, x)
+    np.testing.assert_allclose(np.asarray(g_params["kernel"][...]),
+                               np.einsum("blk,blm->km", np.asarray(x), np.asarray(c)), rtol=1e-5, atol=1e-5)
+    assert g_x.shape == x.shape
+    hlo = jax.jit(jax.grad(loss)).lower(params, x).compile().as_text()
+    transposed_g = [line for line in hlo.splitlines() if "f32[64,28]" in line]
+    assert not transposed_g, "\n".join(transposed_g)
+
+
 def test_swiglu_gate_gradient_matches_float64_derivative():
     """The hand-written VJP of silu(gate) * up against the analytic derivative in float64."""
     a = randn(16, (4, 7, 2 * 24)) * 3.0
