@@ -13,6 +13,7 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 # Std of a standard normal truncated to [-2, 2]; dividing by it makes the truncated normal's actual
@@ -183,15 +184,22 @@ swiglu_gate.defvjp(_swiglu_gate_fwd, _swiglu_gate_bwd)
 def rope_tables(length: int, head_dim: int, theta: float) -> tuple[jax.Array, jax.Array]:
     """RoPE cos/sin tables (rotate-half convention), positions 0..length-1 including the puzzle prefix.
 
+    Computed once at trace time with NumPy in float32, the reference's dtype for inv_freq, the angles
+    and cos/sin, and returned as constants. Computed with jnp inside the jitted step instead, XLA
+    fuses cos and sin into every RoPE application of the differentiated sweep and re-evaluates them
+    per element of [B, L, H, d] with scalar libm calls: about 10% of a CPU training step
+    (WORKSPACE.md, "Performance").
+
     Returns:
       (cos, sin), each [length, head_dim] float32, of concat(freqs, freqs) with
       freqs[t, i] = t * theta^(-2i/head_dim).
     """
-    inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
-    t = jnp.arange(length, dtype=jnp.float32)
-    freqs = jnp.outer(t, inv_freq)
-    emb = jnp.concatenate([freqs, freqs], axis=-1)
-    return jnp.cos(emb), jnp.sin(emb)
+    inv_freq = np.float32(1.0) / (np.float32(theta) ** (np.arange(0, head_dim, 2, dtype=np.float32)
+                                                        / np.float32(head_dim)))
+    t = np.arange(length, dtype=np.float32)
+    freqs = np.outer(t, inv_freq).astype(np.float32)
+    emb = np.concatenate([freqs, freqs], axis=-1)
+    return jnp.asarray(np.cos(emb)), jnp.asarray(np.sin(emb))
 
 
 def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:

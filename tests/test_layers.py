@@ -198,6 +198,20 @@ def test_rope_tables_long_sequence_within_float32_angle_rounding():
     np.testing.assert_allclose(np.asarray(cos)[:97], ref_cos[:97], rtol=0, atol=1e-5)
 
 
+def test_rope_tables_are_constants_not_recomputed_in_the_compiled_gradient():
+    # Built with jnp inside the step, cos/sin were fused into each RoPE application of the
+    # differentiated pass and evaluated per element of [B, L, H, d] (WORKSPACE.md "Performance").
+    att = layers.Attention(32, 4, impl="einsum", rngs=nnx.Rngs(0))
+    graphdef, params = nnx.split(att)
+    h = randn(4, (2, 9, 32))
+
+    def loss(params, h):
+        return jnp.sum(nnx.merge(graphdef, params)(h, rope_tables(9, 8, 10000.0)) ** 2)
+
+    hlo = jax.jit(jax.grad(loss)).lower(params, h).compile().as_text()
+    assert " sine(" not in hlo and " cosine(" not in hlo
+
+
 def test_rope_positions_include_prefix():
     # The grid token k of a model with a 16-slot prefix sits at position 16 + k: row 16 of the
     # table for total length 97 equals cos(16 * inv_freq).
