@@ -70,6 +70,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.microbatches = 1  # >1: gradients accumulated over row chunks of the batch (memory; exploration draws differ)
     c.act_mode = "streaming"  # "streaming" (official carry across steps) or "episode" (one batch, all steps)
     c.xla_flags = ""  # extra XLA flags applied by the launchers before JAX starts (recur_jax.perf)
+    c.host_hugepages = False  # glibc malloc with transparent huge pages (perf.ensure_host_hugepages)
 
     c.optim = ml_collections.ConfigDict()
     c.optim.lr = 1e-4

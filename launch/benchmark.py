@@ -37,6 +37,7 @@ def main(argv):
     try:
         config = F.config
         _ = config.model
+        hugepages = perf.ensure_host_hugepages(config.get("host_hugepages", False))  # may re-execute this command
         perf.apply_xla_flags(config.get("xla_flags", ""), config.get("global_batch_size"))  # before the first JAX computation
         from recur_jax import benchmark
         values = [None]
@@ -56,6 +57,7 @@ def main(argv):
                 res = benchmark.run_benchmark(cfg, warmup=F.warmup, iters=F.iters, eval_iters=F.eval_iters,
                                               run_eval=F.eval, peak=F.peak, xla_flops=F.xla_flops,
                                               peak_size=F.peak_size or None)
+            res["host_hugepages"] = hugepages
             if key is not None:
                 res = {"sweep": key, "value": v, **res}
             print(json.dumps(res), flush=True)

@@ -26,13 +26,14 @@ TRAIN_FIELDS: dict[str, Any] = {
     "checkpoint": {"keep": int, "async_save": bool},
     "nonfinite": {"policy": str, "max_consecutive_skips": int},
     "xla_flags": str,
+    "host_hugepages": bool,
     "mesh": {"data": int, "fsdp": int, "model": int},
     "sharding": {"logical_axis_rules": None, "param_rules": None,  # rule lists: checked by sharding.validate
                  "fsdp_fallback": bool, "puzzle_rows_multiple": int},
     "data": None,  # checked by the task
     "model": {f.name: type(f.default) for f in dataclasses.fields(ModelConfig)},
 }
-OPTIONAL = ("nonfinite", "mesh", "sharding", "xla_flags")  # older configs (run records) may lack these groups
+OPTIONAL = ("nonfinite", "mesh", "sharding", "xla_flags", "host_hugepages")  # older configs (run records) may lack these groups
 
 
 def _type_ok(value: Any, expected: type) -> bool:

@@ -26,7 +26,7 @@ from recur_jax.safe_io import read_json
 IGNORED = ("log_every", "eval_every", "checkpoint_every", "checkpoint", "eval", "data.data_dir",
            "nonfinite.max_consecutive_skips",
            "mesh", "sharding",  # the layout: checkpoints restore onto any mesh (resharding on restore)
-           "xla_flags")  # compiler options
+           "xla_flags", "host_hugepages")  # compiler and allocator options
 RUN_FILES = ("checkpoints", "run.json", "metrics.jsonl", "summary.json", "tb")
 MAX_RUN_JSON_BYTES = 16 << 20
 

@@ -4,6 +4,7 @@ truncated gradient modes, no recompilation after the first step, and the CLI. No
 import json
 import os
 import pathlib
+import platform
 import subprocess
 import sys
 
@@ -179,6 +180,32 @@ def test_per_core_device_count_divides_the_batch():
         perf.resolve_xla_flags("xla_cpu_foo=1")
 
 
+def test_host_hugepages_reexecutes_once_with_the_tunable_added(monkeypatch):
+    calls = []
+
+    def execve(path, argv, env):
+        calls.append((path, argv, env))
+
+    monkeypatch.setattr(perf.platform, "system", lambda: "Linux")
+    monkeypatch.setattr(perf.platform, "libc_ver", lambda: ("glibc", "2.36"))
+    monkeypatch.setattr(perf.sys, "orig_argv", ["python3", "-m", "launch.main", "--config=x.py"])
+    assert perf.ensure_host_hugepages(False, environ={}, execve=execve) is False and not calls
+    env = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1:glibc.pthread.rseq=0"}
+    assert perf.ensure_host_hugepages(True, environ=env, execve=execve) is True and not calls
+    env = {"GLIBC_TUNABLES": "glibc.pthread.rseq=0:glibc.malloc.hugetlb=0", "KEEP": "1"}
+    assert perf.ensure_host_hugepages(True, environ=env, execve=execve) is False
+    (path, argv, new_env), = calls
+    assert path == sys.executable and argv == [sys.executable, "-m", "launch.main", "--config=x.py"]
+    assert new_env["GLIBC_TUNABLES"] == "glibc.pthread.rseq=0:glibc.malloc.hugetlb=1"
+    assert new_env["KEEP"] == "1" and env == {"GLIBC_TUNABLES": "glibc.pthread.rseq=0:glibc.malloc.hugetlb=0",
+                                              "KEEP": "1"}  # the caller's mapping is not modified
+    # Already re-executed once and still not in effect: no loop.
+    assert perf.ensure_host_hugepages(True, environ={perf._REEXEC_MARKER: "1"}, execve=execve) is False
+    assert len(calls) == 1
+    monkeypatch.setattr(perf.platform, "libc_ver", lambda: ("", ""))  # e.g. musl: ignored, no exec
+    assert perf.ensure_host_hugepages(True, environ={}, execve=execve) is False and len(calls) == 1
+
+
 def test_bench_config_requires_one_model():
     with pytest.raises(ValueError, match="exactly one"):
         bench.get_config("trm_att,hrm")
@@ -197,6 +224,9 @@ def test_cli_sweep_prints_one_json_line_per_value():
     assert [ln["value"] for ln in lines] == ["1", "3"]
     assert [ln["H_cycles"] for ln in lines] == [1, 3]
     assert all(ln["compile_s"] > 0 and ln["temp_bytes"] > 0 for ln in lines)
+    # bench.py sets config.host_hugepages: on Linux/glibc the command re-executed itself with the tunable.
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert all(ln["host_hugepages"] is True for ln in lines)
     bad = subprocess.run(cmd[:-2] + ["--sweep=model.H_cylces=1"], cwd=REPO, env=env, capture_output=True,
                          text=True, timeout=300)
     assert bad.returncode == 2 and "H_cylces" in bad.stderr
