@@ -37,8 +37,7 @@ def main(argv):
     try:
         config = F.config
         _ = config.model
-        hugepages = perf.ensure_host_hugepages(config.get("host_hugepages", False))  # may re-execute this command
-        perf.apply_xla_flags(config.get("xla_flags", ""), config.get("global_batch_size"))  # before the first JAX computation
+        hugepages = perf.apply_config(config)  # before the first JAX computation; may re-execute this command
         from recur_jax import benchmark
         values = [None]
         key = None

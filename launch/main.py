@@ -60,8 +60,7 @@ def main(argv):
     try:  # XLA reads its flags when the first backend starts: before distributed init and any computation
         from recur_jax import perf
 
-        perf.ensure_host_hugepages(config.get("host_hugepages", False))  # may re-execute this command
-        perf.apply_xla_flags(config.get("xla_flags", ""), config.get("global_batch_size"))
+        perf.apply_config(config)  # may re-execute this command
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

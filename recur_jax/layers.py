@@ -187,7 +187,7 @@ def rope_tables(length: int, head_dim: int, theta: float) -> tuple[jax.Array, ja
     Computed once at trace time with NumPy in float32, the reference's dtype for inv_freq, the angles
     and cos/sin, and returned as constants. Computed with jnp inside the jitted step instead, XLA
     fuses cos and sin into every RoPE application of the differentiated sweep and re-evaluates them
-    per element of [B, L, H, d] with scalar libm calls: about 10% of a CPU training step
+    per element of [B, L, H, d] with scalar libm calls: about 8% of a CPU training step
     (WORKSPACE.md, "Performance").
 
     Returns:
@@ -197,7 +197,7 @@ def rope_tables(length: int, head_dim: int, theta: float) -> tuple[jax.Array, ja
     inv_freq = np.float32(1.0) / (np.float32(theta) ** (np.arange(0, head_dim, 2, dtype=np.float32)
                                                         / np.float32(head_dim)))
     t = np.arange(length, dtype=np.float32)
-    freqs = np.outer(t, inv_freq).astype(np.float32)
+    freqs = np.outer(t, inv_freq)  # float32
     emb = np.concatenate([freqs, freqs], axis=-1)
     return jnp.asarray(np.cos(emb)), jnp.asarray(np.sin(emb))
 

@@ -3,8 +3,8 @@
 `config.xla_flags` (experiments/common.py) holds extra XLA flags, e.g. for CPU
 `--xla_cpu_experimental_ynn_fusion_type=` (matrix products through XLA's own dot emitter instead of
 YNNPACK fusions; measured A/B in WORKSPACE.md). XLA reads `XLA_FLAGS` once, when the first backend is
-created, so launchers call `apply_xla_flags` right after parsing the config and before any
-computation.
+created, so launchers call `apply_config` (host huge pages, then XLA flags) right after parsing the
+config and before any computation.
 
 `config.host_hugepages` asks glibc's malloc for transparent huge pages (`ensure_host_hugepages`). XLA:CPU
 allocates each step's temporary buffers afresh (hundreds of MB, mmapped and unmapped every step by
@@ -145,3 +145,20 @@ def ensure_host_hugepages(enabled: bool, *, environ: dict[str, str] | None = Non
     sys.stderr.flush()
     execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], new_env)
     return False  # only reached when `execve` is a test double
+
+
+def apply_config(config: Any) -> bool:
+    """The process-wide settings of a run config, in the order they must happen; call first in a launcher.
+
+    `ensure_host_hugepages(config.host_hugepages)` (which may re-execute the process), then
+    `apply_xla_flags(config.xla_flags, config.global_batch_size)`. Either field may be absent (older
+    configs and run records).
+
+    Returns:
+      Whether glibc's huge-page tunable is in effect.
+    Raises:
+      ValueError: from `apply_xla_flags` (a malformed flag, or a JAX backend already running).
+    """
+    hugepages = ensure_host_hugepages(config.get("host_hugepages", False))
+    apply_xla_flags(config.get("xla_flags", ""), config.get("global_batch_size"))
+    return hugepages

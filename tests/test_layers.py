@@ -347,7 +347,7 @@ def test_swiglu_module_matches_numpy():
 def test_casted_linear_kernel_gradient_writes_no_transposed_copy_of_the_output_gradient():
     # [B, L, in] inputs are flattened to [B*L, in] (CastedLinear.__call__): XLA:CPU then computes the
     # kernel gradient x^T g straight from g, instead of first writing g transposed as [out, B*L]
-    # (measured 14% of a one-core TRM-Att step, WORKSPACE.md "Performance").
+    # (about 10% of a one-core TRM-Att step, WORKSPACE.md "Performance").
     lin = layers.CastedLinear(16, 64, rngs=nnx.Rngs(0))
     graphdef, params = nnx.split(lin)
     x = jnp.ones((4, 7, 16), jnp.float32)
