@@ -365,6 +365,30 @@ def test_casted_linear_kernel_gradient_writes_no_transposed_copy_of_the_output_g
     assert not transposed_g, "\n".join(transposed_g)
 
 
+@pytest.mark.parametrize("n_in,n_out", [(48, 12), (12, 48)])
+def test_linear_product_gradients_match_float64_and_a_narrowing_kernel_gradient_is_computed_wide(n_in, n_out):
+    # For in > out the kernel gradient is computed as (g^T x)^T: the product writes [out, in] and only
+    # the small result is transposed (x^T g with a narrow [in, out] output runs at half the rate on
+    # XLA:CPU, WORKSPACE.md "Performance"). For in <= out x^T g is kept. Values as float64 autodiff.
+    x = randn(20, (30, n_in))
+    w = randn(21, (n_in, n_out))
+    g = randn(22, (30, n_out))
+    y, vjp = jax.vjp(layers.linear_product, jnp.asarray(x), jnp.asarray(w))
+    dx, dw = vjp(jnp.asarray(g))
+    np.testing.assert_allclose(np.asarray(y), f64(x) @ f64(w), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(dx), f64(g) @ f64(w).T, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(dw), f64(x).T @ f64(g), rtol=1e-5, atol=1e-5)
+
+    def loss(x, w):
+        return jnp.sum(layers.linear_product(x, w) * jnp.asarray(g))
+
+    hlo = jax.jit(jax.grad(loss, argnums=1)).lower(jnp.asarray(x), jnp.asarray(w)).compile().as_text()
+    products = [line for line in hlo.splitlines() if " dot(" in line]
+    assert products, hlo
+    wide = f"f32[{min(n_in, n_out)},{max(n_in, n_out)}]"
+    assert all(f"= {wide}" in line for line in products), "\n".join(products)
+
+
 def test_swiglu_gate_gradient_matches_float64_derivative():
     """The hand-written VJP of silu(gate) * up against the analytic derivative in float64."""
     a = randn(16, (4, 7, 2 * 24)) * 3.0
