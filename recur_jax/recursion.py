@@ -33,7 +33,8 @@ _UNROLL = False  # True inside `unrolled()`: scans are traced fully unrolled (sa
 
 @contextlib.contextmanager
 def unrolled() -> Iterator[None]:
-    """Within this context the recursion's scans are traced fully unrolled (`lax.scan(unroll=True)`).
+    """Within this context the recursion's scans, and the training step's microbatch loop, are traced
+    fully unrolled (`lax.scan(unroll=True)`).
 
     The numbers are the same; the program is larger. Used to let XLA's cost analysis, which counts a
     while-loop body once, see every sweep (`recur_jax.benchmark`).
@@ -44,6 +45,11 @@ def unrolled() -> Iterator[None]:
         yield
     finally:
         _UNROLL = old
+
+
+def is_unrolled() -> bool:
+    """True inside `unrolled()`; other scans of the training step (its microbatch loop) follow it."""
+    return _UNROLL
 
 
 def _truncate(tree: Any) -> Any:

@@ -34,7 +34,7 @@ import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from recur_jax import act, config_schema, evaluate, optim, sharding
+from recur_jax import act, config_schema, evaluate, optim, recursion, sharding
 from recur_jax import workdir as workdir_lib
 from recur_jax.checkpoint import Checkpointer, abstract_like
 from recur_jax.data.loader import TrainLoader, eval_batches
@@ -202,7 +202,7 @@ def make_train_step(graphdef: nnx.GraphDef, config: ml_collections.ConfigDict, m
         carry0, batch0, w0 = jax.tree_util.tree_map(lambda x: x[0], xs)
         first = jax.eval_shape(lambda: grads_of(state, carry0, batch0, rng, w0)[0])
         zeros = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, a.dtype), first)
-        acc, rest = jax.lax.scan(body, zeros, (jnp.arange(k), xs))
+        acc, rest = jax.lax.scan(body, zeros, (jnp.arange(k), xs), unroll=recursion.is_unrolled())
         return acc, jax.tree_util.tree_map(merge, rest)
 
     skip_nonfinite = _nonfinite_policy(config)[0] == "skip"

@@ -215,7 +215,7 @@ def test_bench_config_requires_one_model():
 def test_cli_sweep_prints_one_json_line_per_value():
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")  # one CPU device
     cmd = [sys.executable, "-m", "launch.benchmark", "--config=experiments/bench.py:trm_mlp",
-           "--config.global_batch_size=2", "--config.model.hidden_size=32", "--config.model.puzzle_emb_ndim=32",
+           "--config.global_batch_size=4", "--config.model.hidden_size=32", "--config.model.puzzle_emb_ndim=32",
            "--config.model.puzzle_emb_len=1", "--config.model.L_layers=1", "--config.model.L_cycles=2",
            "--sweep=model.H_cycles=1,3", "--compile_only"]
     out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
