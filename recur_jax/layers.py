@@ -74,17 +74,21 @@ def rms_norm(x: jax.Array, eps: float, axis: int = -1) -> jax.Array:
 
 @jax.custom_vjp
 def linear_product(x: jax.Array, w: jax.Array) -> jax.Array:
-    """x @ w for x [N, in], w [in, out] (same dtype) -> [N, out], with the kernel gradient in the faster
-    orientation.
+    """x @ w for x [N, in], w [in, out] (same dtype) -> [N, out], with CPU-friendly gradient products.
 
-    The forward and both gradients are the usual ones (dx = g w^T, dw = x^T g); only how dw is
-    computed differs. When in > out (the SwiGLU down projections, [512, 128] and TRM-MLP's
-    [512, 97]), XLA:CPU's product x^T g with a narrow [in, out] output runs at about half the rate
-    of the same product computed as (g^T x)^T, [out, in] then transposed (44-56 against 100-106
-    GFLOP/s on one core; WORKSPACE.md, "Performance"). XLA's algebraic simplifier folds a plain
-    transpose of a product back into the product, so an optimisation barrier keeps the two apart; the
-    transpose of the small [out, in] result is nearly free. When in <= out, x^T g is already the
-    faster form and is kept.
+    The forward and both gradients are the usual ones (dx = g w^T, dw = x^T g); on CPU only how they
+    are computed differs (elsewhere the plain products are used). The choice is made at trace time from
+    `jax.default_backend()`: `lax.platform_dependent` would add a conditional that, under remat, changes
+    how XLA:CPU fuses the products and so their float32 rounding. Measured on one core of XLA:CPU
+    (WORKSPACE.md, "Performance"):
+    - dx: with w^T written out first (a copy of the small weight), g w^T is a plain product and runs
+      at 95-110 GFLOP/s; left to XLA, the product reads w transposed and runs at 60-90 when
+      out > in (the gate/up and QKV projections).
+    - dw when in > out (the SwiGLU down projections, [512, 128] and TRM-MLP's [512, 97]): x^T g
+      with a narrow [in, out] output runs at 44-56 GFLOP/s, the same product computed as (g^T x)^T,
+      [out, in] then transposed, at 100-106. When in <= out, x^T g is already the faster form.
+    XLA's algebraic simplifier folds such transposes back into the products, so optimisation barriers
+    keep them apart.
 
     Args:
       x: [N, in] float (the flattened rows).
@@ -101,7 +105,9 @@ def _linear_product_fwd(x: jax.Array, w: jax.Array):
 
 def _linear_product_bwd(res, g: jax.Array):
     x, w = res
-    dx = jnp.matmul(g, w.T)
+    if jax.default_backend() != "cpu":
+        return jnp.matmul(g, w.T), jnp.matmul(x.T, g)
+    dx = jnp.matmul(g, jax.lax.optimization_barrier(w.T))
     if w.shape[0] > w.shape[1]:
         dw = jax.lax.optimization_barrier(jnp.matmul(g.T, x)).T
     else:

@@ -367,9 +367,10 @@ def test_casted_linear_kernel_gradient_writes_no_transposed_copy_of_the_output_g
 
 @pytest.mark.parametrize("n_in,n_out", [(48, 12), (12, 48)])
 def test_linear_product_gradients_match_float64_and_a_narrowing_kernel_gradient_is_computed_wide(n_in, n_out):
-    # For in > out the kernel gradient is computed as (g^T x)^T: the product writes [out, in] and only
-    # the small result is transposed (x^T g with a narrow [in, out] output runs at half the rate on
-    # XLA:CPU, WORKSPACE.md "Performance"). For in <= out x^T g is kept. Values as float64 autodiff.
+    # On CPU: for in > out the kernel gradient is computed as (g^T x)^T: the product writes [out, in]
+    # and only the small result is transposed (x^T g with a narrow [in, out] output runs at half the
+    # rate on XLA:CPU, WORKSPACE.md "Performance"); for in <= out x^T g is kept. dx reads a copy of
+    # w^T. Values as float64.
     x = randn(20, (30, n_in))
     w = randn(21, (n_in, n_out))
     g = randn(22, (30, n_out))
@@ -387,6 +388,10 @@ def test_linear_product_gradients_match_float64_and_a_narrowing_kernel_gradient_
     assert products, hlo
     wide = f"f32[{min(n_in, n_out)},{max(n_in, n_out)}]"
     assert all(f"= {wide}" in line for line in products), "\n".join(products)
+    # dx = g w^T reads a written-out copy of w^T ([out, in], row-major), not w transposed in place
+    hlo = jax.jit(jax.grad(loss, argnums=0)).lower(jnp.asarray(x), jnp.asarray(w)).compile().as_text()
+    copies = [line for line in hlo.splitlines() if f"= f32[{n_out},{n_in}]{{1,0}}" in line]
+    assert copies, hlo
 
 
 def test_swiglu_gate_gradient_matches_float64_derivative():
