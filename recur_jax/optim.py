@@ -24,6 +24,7 @@ from typing import Any, Callable, NamedTuple, Union
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 ScalarOrSchedule = Union[float, jax.Array, optax.Schedule]
@@ -75,6 +76,41 @@ class AdamATan2State(NamedTuple):
     count: jax.Array
     mu: Any
     nu: Any
+
+
+def _atan2_nonneg_x_polynomial(y: jax.Array, x: jax.Array) -> jax.Array:
+    # Cephes' atanf (range reduction by tan(pi/8) and tan(3pi/8), degree-9 odd polynomial; about
+    # 2 ulp) on t = |y| / x, with the sign of y restored. Only elementwise arithmetic, so XLA:CPU
+    # vectorises it; its own atan2 calls scalar libm per element.
+    t = jnp.abs(y) / x  # x >= 0: t in [0, inf], NaN for 0/0 (handled below) or NaN inputs
+    big = t > jnp.float32(2.414213562373095)  # tan(3 pi / 8)
+    mid = t > jnp.float32(0.4142135623730950)  # tan(pi / 8)
+    r = jnp.where(big, -1.0 / t, jnp.where(mid, (t - 1.0) / (t + 1.0), t))
+    base = jnp.where(big, jnp.float32(np.pi / 2), jnp.where(mid, jnp.float32(np.pi / 4), jnp.float32(0.0)))
+    z = r * r
+    poly = (((jnp.float32(8.05374449538e-2) * z - jnp.float32(1.38776856032e-1)) * z
+             + jnp.float32(1.99777106478e-1)) * z - jnp.float32(3.33329491539e-1)) * z * r + r
+    out = jnp.where(y == 0, jnp.float32(0.0), base + poly)
+    return jnp.where(y < 0, -out, out)
+
+
+def atan2_nonneg_x(y: jax.Array, x: jax.Array) -> jax.Array:
+    """atan2(y, x) for float32 y and x >= 0 (AdamATan2's sqrt(v) / sqrt(1 - β2^t)), in [-pi/2, pi/2].
+
+    On CPU a vectorisable polynomial (Cephes' atanf: at most 3 ulp from float64 atan2 over the whole
+    float32 range, `tests/test_optim.py`); XLA:CPU's `atan2` calls scalar libm for every element,
+    about 11 ns each, which the two per-core devices each spend on every parameter (3% of an HRM
+    benchmark step, WORKSPACE.md "Performance"). Elsewhere `jnp.arctan2`. atan2(0, 0) = 0 and NaN
+    propagates, as `jnp.arctan2`; x < 0 is not supported (the optimizer never passes it).
+
+    Args:
+      y, x: float32 arrays of one shape, x >= 0.
+    Returns:
+      float32, the shape of y.
+    """
+    if jax.default_backend() == "cpu":  # decided at trace time, as `layers.linear_product`
+        return _atan2_nonneg_x_polynomial(y, x)
+    return jnp.arctan2(y, x)
 
 
 def adam_atan2(
@@ -151,7 +187,7 @@ def adam_atan2(
             m_new = m + one_minus_b1 * (g32 - m)
             v_new = v + one_minus_b2 * (g32 * g32 - v)
             p_new = p32 * wd_alpha
-            p_new = p_new - step_size * jnp.arctan2(m_new, jnp.sqrt(v_new) / bias_correction2_sqrt)
+            p_new = p_new - step_size * atan2_nonneg_x(m_new, jnp.sqrt(v_new) / bias_correction2_sqrt)
             return (p_new - p32).astype(p.dtype), m_new, v_new
 
         treedef = jax.tree.structure(updates)

@@ -406,3 +406,30 @@ def test_ema_update_matches_formula():
     np.testing.assert_allclose(np.asarray(ema_update(e, p, 1.0)["x"]), [1.0, 2.0], rtol=1e-7)
     with pytest.raises(ValueError):
         ema_update(e, p, 1.5)
+
+
+def test_atan2_nonneg_x_is_within_3_ulp_of_float64_and_keeps_the_edge_cases():
+    """AdamATan2's CPU atan2 (a vectorisable polynomial) against float64 atan2 over normal float32 inputs
+    spanning the exponent range (x >= 0, as sqrt(v) always is), and the edge cases of jnp.arctan2."""
+    from recur_jax.optim import atan2_nonneg_x
+
+    rng = np.random.default_rng(0)
+    n = 200_000
+    y = (rng.standard_normal(n) * 10.0 ** rng.uniform(-37, 37, n)).astype(np.float32)
+    x = (np.abs(rng.standard_normal(n)) * 10.0 ** rng.uniform(-37, 37, n)).astype(np.float32)
+    ref = np.arctan2(y.astype(np.float64), x.astype(np.float64))
+    tiny = np.finfo(np.float32).tiny  # XLA:CPU flushes subnormal inputs and results to zero
+    keep = (np.abs(y) >= tiny) & (x >= tiny) & (np.abs(ref) >= 1e-30)
+    got = np.asarray(jax.jit(atan2_nonneg_x)(y[keep], x[keep])).astype(np.float64)
+    ulp = np.abs(got - ref[keep]) / np.spacing(np.abs(ref[keep]).astype(np.float32)).astype(np.float64)
+    assert keep.sum() > 0.8 * n and ulp.max() <= 3.0, ulp.max()
+    # |y| / x on both sides of the range-reduction points tan(pi/8) and tan(3pi/8), and near 1
+    t = np.float32([0.41421354, 0.41421357, 0.4142136, 2.4142134, 2.4142137, 2.414214, 0.99999994, 1.0, 1.0000001])
+    got = np.asarray(atan2_nonneg_x(jnp.asarray(t), jnp.ones_like(jnp.asarray(t)))).astype(np.float64)
+    np.testing.assert_allclose(got, np.arctan(t.astype(np.float64)), rtol=3 * 2.0 ** -23, atol=0)
+    inf, nan = np.float32(np.inf), np.float32(np.nan)
+    ys = jnp.float32([0.0, -0.0, 1.0, -1.0, inf, -inf, 5.0, nan, 1.0])
+    xs = jnp.float32([0.0, 0.0, 0.0, 0.0, 1.0, 1.0, inf, 1.0, nan])
+    got = np.asarray(atan2_nonneg_x(ys, xs))
+    np.testing.assert_allclose(got[:7], [0.0, 0.0, np.pi / 2, -np.pi / 2, np.pi / 2, -np.pi / 2, 0.0], rtol=1e-7, atol=0)
+    assert np.isnan(got[7]) and np.isnan(got[8])
