@@ -90,16 +90,28 @@ def linear_product(x: jax.Array, w: jax.Array) -> jax.Array:
     XLA's algebraic simplifier folds such transposes back into the products, so optimisation barriers
     keep them apart.
 
+    Reverse mode only (a custom VJP): `jax.jvp` / `jacfwd` through it raise TypeError; grad of grad works.
+
     Args:
       x: [N, in] float (the flattened rows).
       w: [in, out], the dtype of x.
     Returns:
       [N, out], the dtype of x.
+    Raises:
+      ValueError: x or w is not 2-D, their inner sizes differ, or their dtypes differ.
     """
+    _check_linear_operands(x, w)
     return jnp.matmul(x, w)
 
 
+def _check_linear_operands(x: jax.Array, w: jax.Array) -> None:
+    if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[0] or x.dtype != w.dtype:
+        raise ValueError(f"linear_product: expected x [N, in] and w [in, out] of one dtype, got x "
+                         f"{x.dtype}{list(x.shape)} and w {w.dtype}{list(w.shape)}")
+
+
 def _linear_product_fwd(x: jax.Array, w: jax.Array):
+    _check_linear_operands(x, w)
     return jnp.matmul(x, w), (x, w)
 
 

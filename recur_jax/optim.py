@@ -82,7 +82,7 @@ def _atan2_nonneg_x_polynomial(y: jax.Array, x: jax.Array) -> jax.Array:
     # Cephes' atanf (range reduction by tan(pi/8) and tan(3pi/8), degree-9 odd polynomial; about
     # 2 ulp) on t = |y| / x, with the sign of y restored. Only elementwise arithmetic, so XLA:CPU
     # vectorises it; its own atan2 calls scalar libm per element.
-    t = jnp.abs(y) / x  # x >= 0: t in [0, inf], NaN for 0/0 (handled below) or NaN inputs
+    t = jnp.abs(y) / jnp.abs(x)  # t in [0, inf] (x = -0 as +0); NaN for 0/0 or inf/inf (handled below)
     big = t > jnp.float32(2.414213562373095)  # tan(3 pi / 8)
     mid = t > jnp.float32(0.4142135623730950)  # tan(pi / 8)
     r = jnp.where(big, -1.0 / t, jnp.where(mid, (t - 1.0) / (t + 1.0), t))
@@ -91,17 +91,22 @@ def _atan2_nonneg_x_polynomial(y: jax.Array, x: jax.Array) -> jax.Array:
     poly = (((jnp.float32(8.05374449538e-2) * z - jnp.float32(1.38776856032e-1)) * z
              + jnp.float32(1.99777106478e-1)) * z - jnp.float32(3.33329491539e-1)) * z * r + r
     out = jnp.where(y == 0, jnp.float32(0.0), base + poly)
+    out = jnp.where(jnp.isinf(y) & jnp.isinf(x), jnp.float32(np.pi / 4), out)
+    out = jnp.where(jnp.isnan(x) | jnp.isnan(y), jnp.float32(np.nan), out)
     return jnp.where(y < 0, -out, out)
 
 
 def atan2_nonneg_x(y: jax.Array, x: jax.Array) -> jax.Array:
     """atan2(y, x) for float32 y and x >= 0 (AdamATan2's sqrt(v) / sqrt(1 - β2^t)), in [-pi/2, pi/2].
 
-    On CPU a vectorisable polynomial (Cephes' atanf: at most 3 ulp from float64 atan2 over the whole
-    float32 range, `tests/test_optim.py`); XLA:CPU's `atan2` calls scalar libm for every element,
-    about 11 ns each, which the two per-core devices each spend on every parameter (3% of an HRM
-    benchmark step, WORKSPACE.md "Performance"). Elsewhere `jnp.arctan2`. atan2(0, 0) = 0 and NaN
-    propagates, as `jnp.arctan2`; x < 0 is not supported (the optimizer never passes it).
+    On CPU a vectorisable polynomial (Cephes' atanf: at most 3 ulp from float64 atan2 for normal
+    float32 inputs, `tests/test_optim.py`; XLA:CPU flushes subnormal inputs and results to zero, as its
+    own atan2 does); XLA:CPU's `atan2` calls scalar libm for every element, about 11 ns each, which the
+    two per-core devices each spend on every parameter (3% of an HRM benchmark step, WORKSPACE.md
+    "Performance"). Elsewhere `jnp.arctan2`. As `jnp.arctan2`: atan2(0, 0) = 0, atan2(+-inf, inf) =
+    +-pi/4, NaN in either input gives NaN. x < 0 (including -0) is not supported and is taken as |x|
+    (so atan2(y, |x|)); the optimizer's sqrt(v) is never negative or -0. The CPU form returns float32
+    for any float input.
 
     Args:
       y, x: float32 arrays of one shape, x >= 0.

@@ -394,6 +394,15 @@ def test_linear_product_gradients_match_float64_and_a_narrowing_kernel_gradient_
     assert copies, hlo
 
 
+def test_linear_product_rejects_operands_its_backward_cannot_handle():
+    with pytest.raises(ValueError, match=r"x \[N, in\] and w \[in, out\] of one dtype.*float32\[4, 3, 2\]"):
+        layers.linear_product(jnp.ones((4, 3, 2)), jnp.ones((2, 5)))
+    with pytest.raises(ValueError, match="bfloat16"):
+        layers.linear_product(jnp.ones((4, 2)), jnp.ones((2, 5), jnp.bfloat16))
+    with pytest.raises(ValueError, match=r"float32\[4, 3\] and w float32\[2, 5\]"):
+        layers.linear_product(jnp.ones((4, 3)), jnp.ones((2, 5)))
+
+
 def test_swiglu_gate_gradient_matches_float64_derivative():
     """The hand-written VJP of silu(gate) * up against the analytic derivative in float64."""
     a = randn(16, (4, 7, 2 * 24)) * 3.0
