@@ -31,8 +31,9 @@ def get_config(arg: str | None = None):
     # --config.host_hugepages=false drops it.
     c.host_hugepages = True
     # Gradients accumulated over 4 row chunks (4 rows per device on 2 cores): each chunk's activations
-    # stay in cache. 2 cores, against 1 chunk: TRM-MLP +30%, TRM-Att +5%, HRM within noise to +4%
-    # (WORKSPACE.md, "Performance"). Same gradients; --config.microbatches=1 drops it.
+    # stay in cache. 2 cores, against 1 chunk: TRM-MLP +20% (21.3 -> 25-26 examples/s; more against 1 chunk
+    # with huge pages), TRM-Att +5%, HRM within noise (WORKSPACE.md, "Performance"). Same gradients;
+    # --config.microbatches=1 drops it.
     c.microbatches = 4
     shared = dict(vocab_size=11, seq_len=81, num_puzzle_identifiers=1, puzzle_emb_ndim=128, puzzle_emb_len=16,
                   hidden_size=128, num_heads=4, expansion=4, halt_max_steps=16, halt_exploration_prob=0.1,

@@ -100,19 +100,18 @@ def linear_product(x: jax.Array, w: jax.Array) -> jax.Array:
     Raises:
       ValueError: x or w is not 2-D, their inner sizes differ, or their dtypes differ.
     """
-    _check_linear_operands(x, w)
-    return jnp.matmul(x, w)
+    return _checked_product(x, w)
 
 
-def _check_linear_operands(x: jax.Array, w: jax.Array) -> None:
+def _checked_product(x: jax.Array, w: jax.Array) -> jax.Array:
     if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[0] or x.dtype != w.dtype:
         raise ValueError(f"linear_product: expected x [N, in] and w [in, out] of one dtype, got x "
                          f"{x.dtype}{list(x.shape)} and w {w.dtype}{list(w.shape)}")
+    return jnp.matmul(x, w)
 
 
 def _linear_product_fwd(x: jax.Array, w: jax.Array):
-    _check_linear_operands(x, w)
-    return jnp.matmul(x, w), (x, w)
+    return _checked_product(x, w), (x, w)
 
 
 def _linear_product_bwd(res, g: jax.Array):
