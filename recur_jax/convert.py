@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from flax import nnx
 
-from recur_jax.layers import Buffer
+from recur_jax.layers import Buffer, accum_dtype
 from recur_jax.models.common import RecursiveReasoner
 
 PREFIXES = ("_orig_mod.", "model.inner.", "model.")
@@ -99,8 +99,8 @@ def load_state_dict(model: RecursiveReasoner, state_dict: Mapping[str, Any], *,
       state_dict: name -> array (numpy arrays or CPU torch tensors), with or without prefixes.
       source: a label for error messages (the file name).
     Returns:
-      The puzzle-embedding table [num_puzzle_identifiers, puzzle_emb_ndim] float32, or None if the
-      checkpoint has none.
+      The puzzle-embedding table [num_puzzle_identifiers, puzzle_emb_ndim] float32 (float64 for a float64
+      model), or None if the checkpoint has none.
     Raises:
       ValueError: naming the missing keys, the unexpected keys, or a key whose shape differs from the
         model's (with both shapes); nothing in `model` is changed then.
@@ -127,7 +127,7 @@ def load_state_dict(model: RecursiveReasoner, state_dict: Mapping[str, Any], *,
             raise ValueError(f"{source}: key {name!r} has shape {tuple(value.shape)} (after transpose), "
                              f"the model expects {tuple(want[path].shape)}; check the model config")
     flat_params = _flatten(nnx.to_pure_dict(params))
-    new_params = _unflatten({p: got[p].astype(np.float32) for p in flat_params})
+    new_params = _unflatten({p: got[p].astype(want[p].dtype) for p in flat_params})  # float32 (float64 models: float64)
     new_buffers = _unflatten({p: got[p].astype(want[p].dtype) for p in _flatten(nnx.to_pure_dict(buffers))})
     nnx.replace_by_pure_dict(params, new_params)
     nnx.replace_by_pure_dict(buffers, new_buffers)
@@ -136,7 +136,7 @@ def load_state_dict(model: RecursiveReasoner, state_dict: Mapping[str, Any], *,
         c = model.config
         if table.ndim != 2 or table.shape[1] != c.puzzle_emb_ndim:
             raise ValueError(f"{source}: {PUZZLE_KEY} has shape {table.shape}, expected [N, {c.puzzle_emb_ndim}]")
-        table = table.astype(np.float32)
+        table = table.astype(accum_dtype(c.dtype))
     return table
 
 

@@ -4,6 +4,10 @@ Dtype policy (TRM.md 2.1, HRM.md 2.8): parameters are float32 "master" weights; 
 weights to the dtype of its input (the model's `forward_dtype`: bfloat16 on accelerators, float32 on
 CPU and for parity) and computes in that dtype. RMSNorm and the RoPE rotation run in float32 and
 round back. Blocks are post-norm: `h = RMSNorm(h + sublayer(h))`.
+
+A float64 compute dtype (`forward_dtype="float64"`, only under JAX's x64 mode) exists for the rounding
+floor of the parity checks (`launch.parity --x64`): then every place that computes in float32 above
+computes in float64 instead (`accum_dtype`), so nothing is rounded to float32 on the way.
 """
 
 from __future__ import annotations
@@ -47,6 +51,17 @@ def trunc_normal_init(std: float) -> Initializer:
     return init
 
 
+def accum_dtype(dtype: jnp.dtype) -> jnp.dtype:
+    """The dtype of the float32 islands (norms, RoPE, softmax, losses, optimizer maths) for a compute dtype.
+
+    Args:
+      dtype: the compute dtype (bfloat16, float16, float32 or float64).
+    Returns:
+      float64 when `dtype` is float64 (the rounding-floor runs), else float32.
+    """
+    return jnp.dtype(jnp.float64) if jnp.dtype(dtype) == jnp.float64 else jnp.dtype(jnp.float32)
+
+
 def swiglu_intermediate_size(hidden: int, expansion: float) -> int:
     """Intermediate width of the reference SwiGLU: ceil_256(round(expansion * hidden * 2 / 3)).
 
@@ -58,7 +73,7 @@ def swiglu_intermediate_size(hidden: int, expansion: float) -> int:
 
 
 def rms_norm(x: jax.Array, eps: float, axis: int = -1) -> jax.Array:
-    """RMSNorm without gain (TRM.md 2.3): x * rsqrt(mean(x^2) + eps), computed in float32.
+    """RMSNorm without gain (TRM.md 2.3): x * rsqrt(mean(x^2) + eps), computed in float32 (`accum_dtype`).
 
     Args:
       x: [..., N] any float dtype.
@@ -67,7 +82,7 @@ def rms_norm(x: jax.Array, eps: float, axis: int = -1) -> jax.Array:
     Returns:
       Same shape and dtype as `x`.
     """
-    x32 = x.astype(jnp.float32)
+    x32 = x.astype(accum_dtype(x.dtype))
     var = jnp.mean(jnp.square(x32), axis=axis, keepdims=True)
     return (x32 * jax.lax.rsqrt(var + eps)).astype(x.dtype)
 
@@ -227,8 +242,9 @@ def _swiglu_gate_bwd(gate_up: jax.Array, g: jax.Array) -> tuple[jax.Array]:
     # The barrier stops XLA from sharing sigmoid(gate) with the forward pass (CSE), which would keep it
     # as one more residual buffer; it is recomputed here instead.
     gate_up = jax.lax.optimization_barrier(gate_up)
-    gate, up = jnp.split(gate_up.astype(jnp.float32), 2, axis=-1)  # float32 math, as torch's silu backward
-    g = g.astype(jnp.float32)
+    acc = accum_dtype(gate_up.dtype)  # float32 math, as torch's silu backward
+    gate, up = jnp.split(gate_up.astype(acc), 2, axis=-1)
+    g = g.astype(acc)
     s = jax.nn.sigmoid(gate)
     d_gate = g * up * (s * (1 + gate * (1 - s)))
     d_up = g * (gate * s)
@@ -238,7 +254,8 @@ def _swiglu_gate_bwd(gate_up: jax.Array, g: jax.Array) -> tuple[jax.Array]:
 swiglu_gate.defvjp(_swiglu_gate_fwd, _swiglu_gate_bwd)
 
 
-def rope_tables(length: int, head_dim: int, theta: float) -> tuple[jax.Array, jax.Array]:
+def rope_tables(length: int, head_dim: int, theta: float, dtype: jnp.dtype = np.float32
+                ) -> tuple[jax.Array, jax.Array]:
     """RoPE cos/sin tables (rotate-half convention), positions 0..length-1 including the puzzle prefix.
 
     Computed once at trace time with NumPy in float32, the reference's dtype for inv_freq, the angles
@@ -247,21 +264,25 @@ def rope_tables(length: int, head_dim: int, theta: float) -> tuple[jax.Array, ja
     per element of [B, L, H, d] with scalar libm calls: about 8% of a CPU training step
     (WORKSPACE.md, "Performance").
 
+    Args:
+      length: L, positions 0..L-1; head_dim: d (even); theta: the RoPE base.
+      dtype: float32 (the reference) or float64 (the rounding-floor runs, `accum_dtype`).
     Returns:
-      (cos, sin), each [length, head_dim] float32, of concat(freqs, freqs) with
+      (cos, sin), each [length, head_dim] of `dtype`, of concat(freqs, freqs) with
       freqs[t, i] = t * theta^(-2i/head_dim).
     """
-    inv_freq = np.float32(1.0) / (np.float32(theta) ** (np.arange(0, head_dim, 2, dtype=np.float32)
-                                                        / np.float32(head_dim)))
-    t = np.arange(length, dtype=np.float32)
-    freqs = np.outer(t, inv_freq)  # float32
+    f = np.dtype(dtype).type
+    inv_freq = f(1.0) / (f(theta) ** (np.arange(0, head_dim, 2, dtype=f) / f(head_dim)))
+    t = np.arange(length, dtype=f)
+    freqs = np.outer(t, inv_freq)
     emb = np.concatenate([freqs, freqs], axis=-1)
     return jnp.asarray(np.cos(emb)), jnp.asarray(np.sin(emb))
 
 
 def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
-    """Rotates x [B, L, H, d] with tables [L, d] (rotate-half, GPT-NeoX); math in float32, result in x.dtype."""
-    x32 = x.astype(jnp.float32)
+    """Rotates x [B, L, H, d] with tables [L, d] (rotate-half, GPT-NeoX); math in float32 (`accum_dtype`),
+    result in x.dtype."""
+    x32 = x.astype(accum_dtype(x.dtype))
     half = x.shape[-1] // 2
     rotated = jnp.concatenate([-x32[..., half:], x32[..., :half]], axis=-1)
     out = x32 * cos[:, None, :] + rotated * sin[:, None, :]
@@ -275,7 +296,7 @@ def einsum_attention(q: jax.Array, k: jax.Array, v: jax.Array) -> jax.Array:
     `jax.nn.dot_product_attention` with a canonical batched-matmul layout [B, H, L, d].
     """
     q, k, v = (jnp.swapaxes(t, 1, 2) for t in (q, k, v))
-    scores = jnp.einsum("bhqd,bhkd->bhqk", q, k, preferred_element_type=jnp.float32) * (q.shape[-1] ** -0.5)
+    scores = jnp.einsum("bhqd,bhkd->bhqk", q, k, preferred_element_type=accum_dtype(q.dtype)) * (q.shape[-1] ** -0.5)
     probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
     return jnp.swapaxes(jnp.einsum("bhqk,bhkd->bhqd", probs, v), 1, 2)
 

@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from recur_jax.layers import accum_dtype
+
 IGNORE_LABEL_ID = -100
 
 
@@ -42,7 +44,7 @@ def stablemax_cross_entropy(logits: jax.Array, labels: jax.Array, valid_mask: ja
     log-space float32 form agrees to ~1e-7 relative and stays finite for any finite logits.
 
     Args:
-      logits: [..., V] any float dtype (cast to float32).
+      logits: [..., V] any float dtype (cast to float32; float64 stays float64, `layers.accum_dtype`).
       labels: [...] int32; positions where `valid_mask` is False (or label == -100) may hold anything.
       valid_mask: [...] bool, defaults to labels != IGNORE_LABEL_ID.
     Returns:
@@ -50,7 +52,7 @@ def stablemax_cross_entropy(logits: jax.Array, labels: jax.Array, valid_mask: ja
     """
     if valid_mask is None:
         valid_mask = labels != IGNORE_LABEL_ID
-    log_s = _stablemax_log_s(logits.astype(jnp.float32))
+    log_s = _stablemax_log_s(logits.astype(accum_dtype(logits.dtype)))
     safe_labels = jnp.where(valid_mask, labels, 0)
     log_s_label = jnp.take_along_axis(log_s, safe_labels[..., None], axis=-1)[..., 0]
     log_norm = jax.nn.logsumexp(log_s, axis=-1)
@@ -62,11 +64,22 @@ def softmax_cross_entropy(logits: jax.Array, labels: jax.Array, valid_mask: jax.
     if valid_mask is None:
         valid_mask = labels != IGNORE_LABEL_ID
     safe_labels = jnp.where(valid_mask, labels, 0)
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), safe_labels)
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(accum_dtype(logits.dtype)), safe_labels)
     return jnp.where(valid_mask, ce, 0.0)
 
 
 LOSS_FNS = {"stablemax_cross_entropy": stablemax_cross_entropy, "softmax_cross_entropy": softmax_cross_entropy}
+
+
+def _correctness(logits: jax.Array, labels: jax.Array):
+    """(mask [B, S] bool, counts [B] int, divisor [B] float32 = max(counts, 1), is_correct [B, S] bool,
+    seq_correct [B] bool) of the argmax predictions against labels with -100 = ignore."""
+    mask = labels != IGNORE_LABEL_ID
+    counts = jnp.sum(mask, axis=-1)
+    divisor = jnp.maximum(counts, 1).astype(jnp.float32)
+    is_correct = mask & (jnp.argmax(logits, axis=-1) == labels)
+    seq_correct = jnp.sum(is_correct, axis=-1) == counts
+    return mask, counts, divisor, is_correct, seq_correct
 
 
 def act_loss(
@@ -101,13 +114,7 @@ def act_loss(
     """
     if loss_type not in LOSS_FNS:
         raise ValueError(f"loss_type={loss_type!r}: expected one of {sorted(LOSS_FNS)}")
-    mask = labels != IGNORE_LABEL_ID
-    counts = jnp.sum(mask, axis=-1)
-    divisor = jnp.maximum(counts, 1).astype(jnp.float32)
-    preds = jnp.argmax(logits, axis=-1)
-    is_correct = mask & (preds == labels)
-    seq_correct = jnp.sum(is_correct, axis=-1) == counts
-
+    mask, counts, divisor, is_correct, seq_correct = _correctness(logits, labels)
     valid = halted & (counts > 0)
     weight = jnp.ones(counts.shape, jnp.float32) if row_weight is None else row_weight.astype(jnp.float32)
     if row_weight is not None:
@@ -121,14 +128,37 @@ def act_loss(
         "steps": jnp.sum(jnp.where(valid, steps, 0)).astype(f32),
     }
 
+    terms = loss_terms(logits, labels, q_halt, q_continue, target_q_continue, loss_type, row_weight)
+    for k, v in terms.items():
+        metrics[k] = jax.lax.stop_gradient(v)
+    q_terms = terms["q_halt_loss"] + terms.get("q_continue_loss", 0.0)
+    return terms["lm_loss"] + 0.5 * q_terms, metrics
+
+
+def loss_terms(
+    logits: jax.Array,
+    labels: jax.Array,
+    q_halt: jax.Array,
+    q_continue: jax.Array,
+    target_q_continue: jax.Array | None = None,
+    loss_type: str = "stablemax_cross_entropy",
+    row_weight: jax.Array | None = None,
+) -> dict[str, jax.Array]:
+    """The differentiable terms of the ACT loss (module docstring), each summed over the batch.
+
+    Args:
+      as `act_loss` (halting does not enter the loss terms, only the metrics).
+    Returns:
+      {"lm_loss", "q_halt_loss"[, "q_continue_loss" when a target is given]}: float32 scalars (float64
+      for float64 logits). The halting target `seq_correct` comes from the argmax (no gradient).
+    Raises:
+      KeyError: for an unknown loss_type (`act_loss` checks it first and names the choices).
+    """
+    mask, counts, divisor, _, seq_correct = _correctness(logits, labels)
+    weight = jnp.ones(counts.shape, jnp.float32) if row_weight is None else row_weight.astype(jnp.float32)
     ce = LOSS_FNS[loss_type](logits, labels, mask)
-    lm_loss = jnp.sum(weight * jnp.sum(ce, axis=-1) / divisor)
-    q_halt_loss = jnp.sum(weight * optax.sigmoid_binary_cross_entropy(q_halt, seq_correct.astype(f32)))
-    metrics["lm_loss"] = jax.lax.stop_gradient(lm_loss)
-    metrics["q_halt_loss"] = jax.lax.stop_gradient(q_halt_loss)
-    q_terms = q_halt_loss
+    terms = {"lm_loss": jnp.sum(weight * jnp.sum(ce, axis=-1) / divisor),
+             "q_halt_loss": jnp.sum(weight * optax.sigmoid_binary_cross_entropy(q_halt, seq_correct.astype(jnp.float32)))}
     if target_q_continue is not None:
-        q_continue_loss = jnp.sum(weight * optax.sigmoid_binary_cross_entropy(q_continue, target_q_continue))
-        metrics["q_continue_loss"] = jax.lax.stop_gradient(q_continue_loss)
-        q_terms = q_terms + q_continue_loss
-    return lm_loss + 0.5 * q_terms, metrics
+        terms["q_continue_loss"] = jnp.sum(weight * optax.sigmoid_binary_cross_entropy(q_continue, target_q_continue))
+    return terms

@@ -12,7 +12,9 @@ Everything here follows the official PyTorch code as described in the specs:
 - `ema_update`: `models/ema.py`, TRM.md 4.6. No bias correction, no warmup; the puzzle table (and the
   H_init/L_init buffers) are excluded: the caller passes only the model's trainable parameters.
 
-All maths runs in float32 (the reference's CUDA opmath type). Both step counters (`AdamATan2State.count`,
+All maths runs in float32 (the reference's CUDA opmath type), or in float64 for float64 parameters under
+JAX's x64 mode (the rounding-floor runs of `launch.parity --x64`; `layers.accum_dtype`), where the
+schedules are evaluated in float64 too. Both step counters (`AdamATan2State.count`,
 `SignSGDState.count`) are int32 and hold the 1-based index t of the last update applied (0 after init);
 a schedule is evaluated at that t, so `scheduled_lr(schedule, state.count)` is the LR the last update used.
 """
@@ -27,6 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from recur_jax.layers import accum_dtype
+
 ScalarOrSchedule = Union[float, jax.Array, optax.Schedule]
 
 __all__ = [
@@ -39,6 +43,7 @@ __all__ = [
     "SparseSignSGD",
     "sparse_signsgd",
     "ema_update",
+    "schedule_dtype",
 ]
 
 
@@ -51,11 +56,17 @@ def scheduled_lr(learning_rate: ScalarOrSchedule, count: jax.Array | int) -> jax
         step that update used).
 
     Returns:
-      float32 scalar array: `learning_rate(count)` for a schedule, else `learning_rate`.
+      float32 scalar array (float64 under JAX's x64 mode, `schedule_dtype`): `learning_rate(count)` for a
+      schedule, else `learning_rate`.
     """
     if callable(learning_rate):
-        return jnp.asarray(learning_rate(count), dtype=jnp.float32)
-    return jnp.asarray(learning_rate, dtype=jnp.float32)
+        return jnp.asarray(learning_rate(count), dtype=schedule_dtype())
+    return jnp.asarray(learning_rate, dtype=schedule_dtype())
+
+
+def schedule_dtype() -> jnp.dtype:
+    """float32, or float64 under JAX's x64 mode (the rounding-floor runs): the dtype of LRs and step scalars."""
+    return jax.dtypes.canonicalize_dtype(jnp.float64)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -113,7 +124,7 @@ def atan2_nonneg_x(y: jax.Array, x: jax.Array) -> jax.Array:
     Returns:
       float32, the shape of y.
     """
-    if jax.default_backend() == "cpu":  # decided at trace time, as `layers.linear_product`
+    if jax.default_backend() == "cpu" and y.dtype == jnp.float32:  # decided at trace time, as `layers.linear_product`
         return _atan2_nonneg_x_polynomial(y, x)
     return jnp.arctan2(y, x)
 
@@ -163,7 +174,7 @@ def adam_atan2(
         raise ValueError(f"adam_atan2: weight_decay must be >= 0, got {weight_decay}")
 
     def init_fn(params):
-        zeros = lambda p: jnp.zeros(jnp.shape(p), dtype=jnp.float32)
+        zeros = lambda p: jnp.zeros(jnp.shape(p), dtype=accum_dtype(jnp.result_type(p)))
         return AdamATan2State(
             count=jnp.zeros([], jnp.int32),
             mu=jax.tree.map(zeros, params),
@@ -178,17 +189,23 @@ def adam_atan2(
             )
         count = optax.safe_int32_increment(state.count)  # t, incremented before use
         lr = scheduled_lr(learning_rate, count)
-        t = count.astype(jnp.float32)
-        bias_correction1 = 1.0 - jnp.power(jnp.float32(b1), t)
-        bias_correction2_sqrt = jnp.sqrt(1.0 - jnp.power(jnp.float32(b2), t))
-        step_size = lr / bias_correction1
-        wd_alpha = 1.0 - lr * jnp.float32(weight_decay)
-        one_minus_b1 = jnp.float32(1.0 - b1)
-        one_minus_b2 = jnp.float32(1.0 - b2)
+        scalars = {}  # per maths dtype (float32; float64 for float64 parameters), computed once
+
+        def step_scalars(acc):
+            if acc not in scalars:
+                t = count.astype(acc)
+                lr_acc = lr.astype(acc)
+                scalars[acc] = (lr_acc / (1.0 - jnp.power(jnp.asarray(b1, acc), t)),  # step size
+                                jnp.sqrt(1.0 - jnp.power(jnp.asarray(b2, acc), t)),  # bias correction 2, sqrt
+                                1.0 - lr_acc * jnp.asarray(weight_decay, acc),  # decoupled decay factor
+                                jnp.asarray(1.0 - b1, acc), jnp.asarray(1.0 - b2, acc))
+            return scalars[acc]
 
         def leaf(g, p, m, v):
-            g32 = g.astype(jnp.float32)
-            p32 = p.astype(jnp.float32)
+            acc = accum_dtype(p.dtype)
+            step_size, bias_correction2_sqrt, wd_alpha, one_minus_b1, one_minus_b2 = step_scalars(acc)
+            g32 = g.astype(acc)
+            p32 = p.astype(acc)
             m_new = m + one_minus_b1 * (g32 - m)
             v_new = v + one_minus_b2 * (g32 * g32 - v)
             p_new = p32 * wd_alpha
@@ -262,7 +279,7 @@ def warmup_cosine_schedule(
     # Linear warmup written out as base * t / W: optax.linear_schedule evaluates it as
     # base - base * (1 - t / W), which loses ~5e-5 relative precision at t = 1, W = 2000 in float32.
     def warmup(count):
-        return base_lr * jnp.asarray(count, jnp.float32) / max(1, warmup_steps)
+        return base_lr * jnp.asarray(count, schedule_dtype()) / max(1, warmup_steps)
 
     cosine = optax.cosine_decay_schedule(
         init_value=base_lr, decay_steps=max(1, total_steps - warmup_steps), alpha=lr_min_ratio
@@ -270,7 +287,7 @@ def warmup_cosine_schedule(
     joined = optax.join_schedules([warmup, cosine], [warmup_steps])
 
     def schedule(count):
-        return jnp.asarray(joined(count), dtype=jnp.float32)
+        return jnp.asarray(joined(count), dtype=schedule_dtype())
 
     return schedule
 
@@ -323,14 +340,15 @@ def sparse_signsgd_update(
             f"got {tuple(grads.shape)}"
         )
     ids = ids.reshape(-1)
-    grads = grads.reshape(-1, d).astype(jnp.float32)
+    acc = accum_dtype(table.dtype)
+    grads = grads.reshape(-1, d).astype(acc)
     k = ids.shape[0]
     # Unique ids padded to K with N (out of range: dropped on the scatter, filled with 0 on the gather).
     uniq, inverse = jnp.unique(ids, size=k, fill_value=n, return_inverse=True)
     summed = jax.ops.segment_sum(grads, inverse.reshape(-1), num_segments=k)
-    rows = table.at[uniq].get(mode="fill", fill_value=0).astype(jnp.float32)
-    lr = jnp.asarray(lr, dtype=jnp.float32)
-    decay = 1.0 - lr * jnp.asarray(weight_decay, dtype=jnp.float32)
+    rows = table.at[uniq].get(mode="fill", fill_value=0).astype(acc)
+    lr = jnp.asarray(lr, dtype=acc)
+    decay = 1.0 - lr * jnp.asarray(weight_decay, dtype=acc)
     new_rows = rows * decay - lr * jnp.sign(summed)
     return table.at[uniq].set(new_rows.astype(table.dtype), mode="drop")
 

@@ -39,7 +39,7 @@ from recur_jax import workdir as workdir_lib
 from recur_jax.checkpoint import Checkpointer, abstract_like
 from recur_jax.data.loader import TrainLoader, eval_batches
 from recur_jax.data.tasks import Task, build_task
-from recur_jax.layers import Buffer
+from recur_jax.layers import Buffer, accum_dtype
 from recur_jax.models import ModelConfig, build_model, count_params
 from recur_jax.preemption import Preempted, PreemptionGuard
 from recur_jax.safe_io import read_json, write_json_atomic
@@ -122,7 +122,7 @@ def init_train_state(config: ml_collections.ConfigDict, model_cfg: ModelConfig, 
     table = None
     if model_cfg.puzzle_emb_ndim > 0:  # rows padded for sharding (sharding.padded_puzzle_rows)
         rows = sharding.padded_puzzle_rows(model_cfg.num_puzzle_identifiers, config)
-        table = jnp.zeros((rows, model_cfg.puzzle_emb_ndim), jnp.float32)
+        table = jnp.zeros((rows, model_cfg.puzzle_emb_ndim), accum_dtype(model_cfg.dtype))
     state = TrainState(
         step=jnp.zeros((), jnp.int32), params=params, buffers=buffers, opt_state=tx.init(params),
         ema_params=jax.tree_util.tree_map(jnp.copy, params) if config.ema else None,

@@ -1,5 +1,7 @@
 """Models: TRM, HRM and the non-recursive transformer baseline, built from a ModelConfig."""
 
+import jax
+import jax.numpy as jnp
 from flax import nnx
 
 from recur_jax.models.baseline import TransformerBaseline
@@ -14,10 +16,16 @@ _ARCHS = {"trm": TRM, "hrm": HRM, "transformer": TransformerBaseline}
 def build_model(config: ModelConfig, rngs: nnx.Rngs) -> RecursiveReasoner:
     """Instantiates the model named by `config.arch` ("trm", "hrm" or "transformer").
 
+    A float64 model (`forward_dtype="float64"`, JAX's x64 mode: the rounding-floor runs) gets float64
+    parameters and buffers; every other model float32 parameters.
+
     Raises:
-      ValueError: for an unknown arch (ModelConfig validation names the field).
+      ValueError: for an unknown arch (ModelConfig validation names the field), or float64 without x64.
     """
-    return _ARCHS[config.arch](config, rngs=rngs)
+    model = _ARCHS[config.arch](config, rngs=rngs)
+    if config.dtype == jnp.float64:
+        nnx.update(model, jax.tree_util.tree_map(lambda x: x.astype(jnp.float64), nnx.state(model)))
+    return model
 
 
 __all__ = ["HRM", "TRM", "ModelConfig", "ModelOutput", "RecursiveReasoner", "TransformerBaseline",

@@ -15,7 +15,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from recur_jax.layers import Buffer, CastedEmbedding, CastedLinear, ReasoningModule, rope_tables, trunc_normal_init
+from recur_jax.layers import (Buffer, CastedEmbedding, CastedLinear, ReasoningModule, accum_dtype, rope_tables,
+                              trunc_normal_init)
 from recur_jax.models.config import ModelConfig
 
 
@@ -55,6 +56,9 @@ class RecursiveReasoner(nnx.Module):
     """
 
     def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+        if config.dtype == jnp.float64 and not jax.config.jax_enable_x64:
+            raise ValueError("model.forward_dtype='float64' needs JAX's x64 mode (`with jax.enable_x64(True):` "
+                             "or JAX_ENABLE_X64=1); it exists for the rounding-floor runs (launch.parity --x64)")
         self.config = config
         D, V = config.hidden_size, config.vocab_size
         self.embed_tokens = CastedEmbedding(V, D, init_std=1.0 / math.sqrt(D), rngs=rngs)
@@ -88,7 +92,7 @@ class RecursiveReasoner(nnx.Module):
         c = self.config
         if c.pos_encodings != "rope":
             return None
-        return rope_tables(c.total_len, c.head_dim, c.rope_theta)
+        return rope_tables(c.total_len, c.head_dim, c.rope_theta, accum_dtype(c.dtype))
 
     def input_embeddings(self, inputs: jax.Array, puzzle_emb_rows: jax.Array | None) -> jax.Array:
         """x = sqrt(D) * [pad(puzzle_emb) ; E_tok[inputs]] (+ learned positions), TRM.md 1.2.
@@ -120,7 +124,7 @@ class RecursiveReasoner(nnx.Module):
         """z_H [B, P+S, D] -> (logits [B, S, V] compute dtype, q_halt [B] f32, q_continue [B] f32)."""
         P = self.config.prefix_len
         logits = self.lm_head(z_H[:, P:])
-        q = self.q_head(z_H[:, 0]).astype(jnp.float32)
+        q = self.q_head(z_H[:, 0]).astype(accum_dtype(z_H.dtype))
         return logits, q[:, 0], q[:, 1]
 
     def recur(self, z_H: jax.Array, z_L: jax.Array, x: jax.Array, grad_mode: str) -> tuple[jax.Array, jax.Array]:

@@ -19,7 +19,7 @@ ARCHS = ("trm", "hrm", "transformer")
 POS_ENCODINGS = ("rope", "learned", "none")
 GRAD_MODES = ("one_step", "last_sweep", "full")
 LOSS_TYPES = ("stablemax_cross_entropy", "softmax_cross_entropy")
-DTYPES = ("float32", "bfloat16", "float16")
+DTYPES = ("float32", "bfloat16", "float16", "float64")
 ATTENTION_IMPLS = ("dot_product_attention", "einsum")
 
 
@@ -52,7 +52,8 @@ class ModelConfig:
         train q_continue on HRM's bootstrapped target (second forward pass without gradient).
       grad_mode: "one_step" (HRM), "last_sweep" (TRM) or "full" (backprop through every sweep).
       forward_dtype: compute dtype of activations and the carry ("bfloat16" on accelerators,
-        "float32" for CPU and parity). Parameters are always float32.
+        "float32" for CPU and parity; "float64" under JAX's x64 mode for the rounding-floor runs of
+        `launch.parity --x64`, whose parameters are then float64 too). Parameters are float32 otherwise.
       loss_type: "stablemax_cross_entropy" (both papers) or "softmax_cross_entropy".
       remat: recompute each network call's activations in the backward pass (`jax.checkpoint`)
         instead of storing them: same numbers, less memory (paper sizes at batch 768 on a CPU host),
