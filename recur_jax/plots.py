@@ -6,7 +6,9 @@ Each function takes already-aggregated data, writes one PNG and returns its path
   * `test_time_compute`: exact accuracy against the test-time halt_max_steps, past the training budget;
   * `latent_residuals`: ||z_{k+1} - z_k|| / ||z_k|| per recursion sweep (fixed-point convergence);
   * `halting_histogram`: the supervision step at which the Q head halts;
-  * `accuracy_vs_flops`: final exact accuracy against training FLOPs, recursive vs non-recursive.
+  * `accuracy_vs_flops`: final exact accuracy against training FLOPs, recursive vs non-recursive;
+  * `replay_curves`: a reference training curve and recur_jax's replay of it, with their relative
+    difference on a log scale (`launch.parity --curve`).
 
 Series are `{label: values}`; a label names a group of runs (the swept values without the seed) and the
 values are means over its seeds (`std` bands where given).
@@ -122,6 +124,45 @@ def accuracy_vs_flops(points: Sequence[Mapping[str, Any]], path: str) -> str:
     ax.set_xscale("log")
     ax.set_ylim(-0.02, 1.02)
     _legend(ax, len(points))
+    return _save(fig, path)
+
+
+def replay_curves(report: Mapping[str, Any], path: str) -> str:
+    """Loss per step of the reference and of our replay (and of the float64 replay where present), and
+    their relative differences on a log scale, with the end of the rounding regime marked; returns `path`.
+
+    Args:
+      report: `recur_jax.replay.compare`'s report (loss_ref, loss_ours, rel_loss and, with a floor run,
+        loss_float64, rel_loss_float64, rel_loss_own, rounding_regime_until).
+    """
+    steps = np.arange(1, len(report["loss_ref"]) + 1)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.2, 7.0), sharex=True)
+    name = os.path.basename(str(report.get("file", "")))
+    top.set_title(f"Training-curve replay of {name}")
+    top.plot(steps, report["loss_ref"], color="black", lw=1.4, label="reference (official code, float32)")
+    top.plot(steps, report["loss_ours"], color="tab:blue", lw=1.0, ls="--", label="recur_jax, float32")
+    if "loss_float64" in report:
+        top.plot(steps, report["loss_float64"], color="tab:orange", lw=0.8, ls=":", label="recur_jax, float64")
+    top.set_ylabel("loss (scaled by 1 / batch)")
+    top.grid(alpha=0.3)
+    top.legend(fontsize=8)
+    tiny = 1e-12  # exact agreement drawn at the bottom of the log axis
+    bottom.semilogy(steps, np.maximum(report["rel_loss"], tiny), color="tab:blue", lw=1.0,
+                    label="|float32 - reference| / reference")
+    if "rel_loss_float64" in report:
+        bottom.semilogy(steps, np.maximum(report["rel_loss_float64"], tiny), color="tab:orange", lw=1.0,
+                        label="|float64 - reference| / reference (the reference's rounding)")
+        bottom.semilogy(steps, np.maximum(report["rel_loss_own"], tiny), color="tab:green", lw=0.8,
+                        label="|float32 - float64| / reference (our rounding)")
+        regime = report.get("rounding_regime_until")
+        if regime is not None and regime < len(steps):
+            bottom.axvline(regime + 0.5, color="gray", ls=":", lw=1.0,
+                           label=f"end of the rounding regime (step {regime})")
+    bottom.axhline(1e-3, color="red", ls="--", lw=0.8, label="divergence threshold 1e-3")
+    bottom.set_xlabel("optimizer step")
+    bottom.set_ylabel("relative loss difference")
+    bottom.grid(alpha=0.3, which="both")
+    bottom.legend(fontsize=7, loc="lower right")
     return _save(fig, path)
 
 

@@ -11,12 +11,17 @@ import pathlib
 
 import pytest
 
-FIXTURES = pathlib.Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "reference"
+FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures" / "reference"
+CURVES = pathlib.Path(__file__).resolve().parent / "fixtures" / "curves"
 
 
 @pytest.fixture(scope="session")
 def fixtures_dir() -> pathlib.Path:
-    """The directory of golden values from the official PyTorch code (../shared/fixtures/reference)."""
-    if not FIXTURES.is_dir():
-        pytest.fail(f"reference fixtures not found at {FIXTURES}; the repository expects ../shared beside it")
+    """The golden values from the official PyTorch code (tests/fixtures/reference, README there)."""
     return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def curves_dir() -> pathlib.Path:
+    """The official code's training curves (tests/fixtures/curves, README there)."""
+    return CURVES
