@@ -24,7 +24,7 @@ INSTALL_REQUIRES = [
 
 EXTRAS_REQUIRE = {
     "test": ["pytest>=8", "pytest-xdist>=3.5"],
-    # Only for importing official PyTorch checkpoints (recur_jax.convert). CPU wheels are enough.
+    # Only for importing official PyTorch checkpoints (recur_jax.core.convert). CPU wheels are enough.
     "torch": ["torch>=2.4"],
 }
 

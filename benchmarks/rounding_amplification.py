@@ -32,9 +32,10 @@ from flax import nnx
 
 jax.config.update("jax_enable_x64", True)
 
-from recur_jax import convert, parity  # noqa: E402
-from recur_jax.layers import Buffer, rms_norm  # noqa: E402
-from recur_jax.models import ModelConfig, build_model  # noqa: E402
+from recur_jax.core import convert
+from recur_jax.core.layers import Buffer, rms_norm  # noqa: E402
+from recur_jax.core.models import ModelConfig, build_model  # noqa: E402
+from recur_jax.parity import fixtures as parity  # noqa: E402
 
 
 def load(path: str, dtype: str):

@@ -1,9 +1,9 @@
-"""Settings of the algorithmic tasks (sorting, multi-digit addition; recur_jax/data/algorithmic.py)."""
+"""Settings of the algorithmic tasks (sorting, multi-digit addition; recur_jax/tasks/algorithmic/data.py)."""
 
 import ml_collections
 
 from experiments import common
-from recur_jax.data import algorithmic
+from recur_jax.tasks import algorithmic
 
 
 def data_config(name: str = "sort", seq_len: int = 16, train_lengths=(2, 12), test_lengths=(2, 12)) -> ml_collections.ConfigDict:

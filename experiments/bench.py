@@ -13,7 +13,7 @@ All: sequence 81 + 16 puzzle-embedding prefix, batch 32, halt_max_steps 16, the 
 """
 
 from experiments import common, sudoku_common
-from recur_jax import perf
+from recur_jax.run import perf
 
 
 def get_config(arg: str | None = None):

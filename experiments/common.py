@@ -8,8 +8,8 @@ import dataclasses
 
 import ml_collections
 
-from recur_jax import sharding
-from recur_jax.models.config import ModelConfig
+from recur_jax.core.models.config import ModelConfig
+from recur_jax.run import sharding
 
 
 def model_config(**overrides) -> ml_collections.ConfigDict:
@@ -69,7 +69,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.global_batch_size = 768
     c.microbatches = 1  # >1: gradients accumulated over row chunks of the batch (memory; exploration draws differ)
     c.act_mode = "streaming"  # "streaming" (official carry across steps) or "episode" (one batch, all steps)
-    c.xla_flags = ""  # extra XLA flags applied by the launchers before JAX starts (recur_jax.perf)
+    c.xla_flags = ""  # extra XLA flags applied by the launchers before JAX starts (recur_jax.run.perf)
     c.host_hugepages = False  # glibc malloc with transparent huge pages (perf.ensure_host_hugepages)
 
     c.optim = ml_collections.ConfigDict()
@@ -95,7 +95,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.checkpoint.async_save = True
 
     # Device mesh (data, fsdp, model; -1 = the remaining devices) and how arrays map onto it
-    # (logical-axis rules, parameter rules, puzzle-table row padding): see recur_jax/sharding.py.
+    # (logical-axis rules, parameter rules, puzzle-table row padding): see recur_jax/run/sharding.py.
     c.mesh = sharding.mesh_config()
     c.sharding = sharding.sharding_config()
     c.nonfinite = ml_collections.ConfigDict()

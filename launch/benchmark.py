@@ -4,7 +4,7 @@
     python -m launch.benchmark --config=experiments/bench.py:trm_mlp --sweep=model.H_cycles=2,4,8,16
     python -m launch.benchmark --config=experiments/trm_sudoku.py:mlp --compile_only
 
-Figures and their units: see `recur_jax.benchmark`.
+Figures and their units: see `recur_jax.study.benchmark`.
 """
 
 import json
@@ -31,14 +31,14 @@ flags.DEFINE_bool("traceback", False, "Show full tracebacks for errors.")
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from recur_jax import perf
+    from recur_jax.run import perf
 
     F = flags.FLAGS
     try:
         config = F.config
         _ = config.model
         hugepages = perf.apply_config(config)  # before the first JAX computation; may re-execute this command
-        from recur_jax import benchmark
+        from recur_jax.study import benchmark
         values = [None]
         key = None
         if F.sweep:

@@ -5,7 +5,7 @@
 #
 #   bash launch/gpu_check.sh [PYTHON] [extra launch.benchmark flags]
 #
-# Prints one JSON line per configuration (see recur_jax/benchmark.py for the fields).
+# Prints one JSON line per configuration (see recur_jax/study/benchmark.py for the fields).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${1:-python}"

@@ -5,7 +5,7 @@
 
 Everything after `--` is passed to `python -m launch.main` (or to `--module`). Each process gets
 JAX_COORDINATOR_ADDRESS=127.0.0.1:PORT, JAX_NUM_PROCESSES=N, JAX_PROCESS_ID=i, JAX_PLATFORMS=cpu and
-XLA_FLAGS=--xla_force_host_platform_device_count=M; `recur_jax.distributed` then calls
+XLA_FLAGS=--xla_force_host_platform_device_count=M; `recur_jax.run.distributed` then calls
 `jax.distributed.initialize` with cross-process CPU collectives over gloo. Output lines are prefixed
 with `[pI]`. If one process fails the others are stopped; the exit code is the first non-zero one.
 """

@@ -1,4 +1,4 @@
-"""Train and evaluate a model: parses flags, then calls `recur_jax.train.train_and_evaluate`.
+"""Train and evaluate a model: parses flags, then calls `recur_jax.run.train.train_and_evaluate`.
 
     python -m launch.main                                  # TRM-MLP, ~5 min CPU demo on generated puzzles
     python -m launch.main --config=experiments/trm_sudoku.py:att --workdir=runs/trm_att \
@@ -9,7 +9,7 @@ checkpoints the current step and exits 0 with the command that resumes. A workdi
 another config is refused unless --overwrite (move it to <workdir>/previous/) or --resume_anyway.
 Several processes (hosts) are started by launch/local_multiprocess.py, launch/slurm.py or launch/tpu.py,
 or by hand with --coordinator_address=HOST:PORT --num_processes=N --process_id=I (see
-recur_jax/distributed.py).
+recur_jax/run/distributed.py).
 """
 
 import shlex
@@ -18,7 +18,7 @@ import sys
 from absl import app, flags
 
 from launch import cli
-from recur_jax import distributed
+from recur_jax.run import distributed
 
 cli.define_config("trm_sudoku.py:mlp,cpu")  # parsed here, with the --config.KEY overrides of the command line
 flags.DEFINE_string("workdir", "runs/trm_sudoku_cpu", "Output directory (checkpoints, metrics, summary).")
@@ -58,7 +58,7 @@ def main(argv):
         print(f"error: invalid --config or override: {cli.one_line(e)}", file=sys.stderr)
         return 2
     try:  # XLA reads its flags when the first backend starts: before distributed init and any computation
-        from recur_jax import perf
+        from recur_jax.run import perf
 
         perf.apply_config(config)  # may re-execute this command
     except ValueError as e:
@@ -69,9 +69,9 @@ def main(argv):
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from recur_jax.checkpoint import CheckpointError
-    from recur_jax.preemption import Preempted
-    from recur_jax.train import TrainingDiverged, train_and_evaluate
+    from recur_jax.run.checkpoint import CheckpointError
+    from recur_jax.run.preemption import Preempted
+    from recur_jax.run.train import TrainingDiverged, train_and_evaluate
 
     try:
         summary = train_and_evaluate(config, flags.FLAGS.workdir, overwrite=flags.FLAGS.overwrite,

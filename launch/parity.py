@@ -6,8 +6,8 @@ Usage:
   python -m launch.parity --table tests/fixtures/reference/*.npz              # the rounding-floor table
   python -m launch.parity --curve tests/fixtures/curves/curve_trm_att_seed1.npz [--steps=20] [--out=DIR]
 
-A step-level fixture (`recur_jax.parity`) is run in float32 and in float64; the float32 errors are
-judged against the rounding floor that the float64 run measures. A curve file (`recur_jax.replay`;
+A step-level fixture (`recur_jax.parity.fixtures`) is run in float32 and in float64; the float32 errors are
+judged against the rounding floor that the float64 run measures. A curve file (`recur_jax.parity.replay`;
 recognised by its `init/*` weights, or forced with --curve) is replayed with recur_jax's training step,
 in float32 and float64, and a PNG of both curves is written next to the file (or into --out).
 
@@ -48,7 +48,8 @@ def _png_path(path: str, out: str | None) -> str:
 
 
 def _curve(path: str) -> dict:
-    from recur_jax import plots, replay
+    from recur_jax.study import plots
+    from recur_jax.parity import replay
 
     report = replay.check_curve(path, steps=flags.FLAGS.steps, x64=flags.FLAGS.x64)
     report.pop("_series", None)
@@ -57,7 +58,7 @@ def _curve(path: str) -> dict:
 
 
 def _fixture(path: str) -> dict:
-    from recur_jax import parity
+    from recur_jax.parity import fixtures as parity
 
     if not flags.FLAGS.x64:
         return parity.check_file(path)

@@ -24,7 +24,7 @@ flags.DEFINE_bool("memory", False, "Compile each row's training step (without ru
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from recur_jax import results
+    from recur_jax.study import results
 
     F = flags.FLAGS
     try:

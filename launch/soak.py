@@ -59,8 +59,8 @@ def child(argv: list[str]) -> None:
     workdir = _flag(main_args, "workdir") or "runs/trm_sudoku_cpu"
     os.makedirs(workdir, exist_ok=True)
 
-    from recur_jax.checkpoint import Checkpointer
-    from recur_jax.data.loader import TrainLoader
+    from recur_jax.run.checkpoint import Checkpointer
+    from recur_jax.tasks.loader import TrainLoader
 
     batch = TrainLoader.batch
 

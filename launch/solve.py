@@ -20,8 +20,8 @@ flags.DEFINE_integer("checkpoint_step", None, "Checkpoint step to load (default:
 def main(argv):
     if len(argv) != 2:
         raise app.UsageError("give one puzzle (81 characters, '.' or '0' for blanks) or a file of puzzles")
-    from recur_jax.checkpoint import CheckpointError
-    from recur_jax.solve import SolveError, solve_puzzles
+    from recur_jax.run.checkpoint import CheckpointError
+    from recur_jax.inference.solve import SolveError, solve_puzzles
 
     try:
         results = solve_puzzles(flags.FLAGS.workdir, argv[1], steps=flags.FLAGS.steps,

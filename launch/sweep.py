@@ -45,7 +45,7 @@ def parse_sets(items: list[str]) -> dict:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from recur_jax import sweep
+    from recur_jax.study import sweep
 
     F = flags.FLAGS
     try:

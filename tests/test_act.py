@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from recur_jax import act
-from recur_jax.layers import Buffer
-from recur_jax.models import ModelConfig, build_model
+from recur_jax.core import act
+from recur_jax.core.layers import Buffer
+from recur_jax.core.models import ModelConfig, build_model
 
 B, S, D, P = 6, 8, 16, 2
 

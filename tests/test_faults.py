@@ -21,12 +21,13 @@ import numpy as np
 import pytest
 
 from launch import soak
-from recur_jax import act, train
-from recur_jax import workdir as workdir_lib
-from recur_jax.checkpoint import Checkpointer
-from recur_jax.preemption import Preempted
-from recur_jax.safe_io import UnsafeInputError, read_json, resolve_inside
-from recur_jax.train import TrainingDiverged, train_and_evaluate
+from recur_jax.core import act
+from recur_jax.io.safe_io import UnsafeInputError, read_json, resolve_inside
+from recur_jax.run import train
+from recur_jax.run import workdir as workdir_lib
+from recur_jax.run.checkpoint import Checkpointer
+from recur_jax.run.preemption import Preempted
+from recur_jax.run.train import TrainingDiverged, train_and_evaluate
 from test_train import tiny
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -138,7 +139,7 @@ def test_sigterm_checkpoints_the_current_step_exits_0_and_resumes_exactly(straig
 
 
 def test_sigint_in_process_checkpoints_the_step_and_restores_the_handlers(data_dir, tmp_path, monkeypatch):
-    from recur_jax.data.loader import TrainLoader
+    from recur_jax.tasks.loader import TrainLoader
 
     batch = TrainLoader.batch
 
@@ -163,7 +164,7 @@ MULTIHOST_CHILD = textwrap.dedent("""
     import jax
     pid, port, marker = int(sys.argv[1]), sys.argv[2], sys.argv[3]
     jax.distributed.initialize(coordinator_address=f"localhost:{port}", num_processes=2, process_id=pid)
-    from recur_jax.preemption import PreemptionGuard
+    from recur_jax.run.preemption import PreemptionGuard
     with PreemptionGuard() as guard:
         for step in range(1, 2000):
             time.sleep(0.02)
@@ -274,7 +275,7 @@ HALF_WRITTEN_CHILD = textwrap.dedent("""
     import sys, time
     import jax.numpy as jnp
     import orbax.checkpoint as ocp
-    from recur_jax.checkpoint import Checkpointer
+    from recur_jax.run.checkpoint import Checkpointer
     c = Checkpointer(sys.argv[1], keep=1, async_save=False)
     c.save(1, {"w": jnp.ones(1000)}, {"step": 1})
     c.wait()
@@ -366,7 +367,7 @@ def test_a_nan_gradient_stops_naming_step_and_quantity_without_a_bad_checkpoint(
 
 
 def test_skip_policy_leaves_the_state_unchanged_for_a_nan_step(monkeypatch):
-    from recur_jax.models import ModelConfig
+    from recur_jax.core.models import ModelConfig
 
     inject_nonfinite(monkeypatch, at_step=0, what="loss")
     c = tiny(**{"nonfinite.policy": "skip"})
@@ -463,7 +464,8 @@ EXPERIMENT_ARGS = {  # every experiment file with the args it takes (a new file 
 
 def test_every_experiment_config_passes_the_schema():
     import experiments
-    from recur_jax import config_schema, sweep
+    from recur_jax.run import config as config_schema
+    from recur_jax.study import sweep
 
     root = pathlib.Path(experiments.__file__).parent
     files = {str(p.relative_to(root)) for p in root.rglob("*.py")
@@ -564,7 +566,7 @@ VALID_ROW = ("x,..3.2.6..9..3.5..1..18.64....81.29..7.......8..67.82....26.95..8
      r"bad\.csv:3: more than 1 data rows; expected at most 1 rows"),
 ])
 def test_csv_limits_name_file_and_line(tmp_path, rows, kwargs, message):
-    from recur_jax.data import sudoku
+    from recur_jax.tasks import sudoku
 
     path = tmp_path / "bad.csv"
     path.write_text("source,question,answer,rating\n" + VALID_ROW + "".join(rows))
@@ -618,7 +620,7 @@ def test_paths_from_files_stay_inside_the_data_directory(tmp_path):
 
 def test_torch_files_are_loaded_as_weights_only(tmp_path):
     torch = pytest.importorskip("torch")
-    from recur_jax.convert import load_torch_checkpoint
+    from recur_jax.core.convert import load_torch_checkpoint
 
     marker = tmp_path / "pwned"
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from recur_jax import optim
-from recur_jax.layers import accum_dtype
-from recur_jax.models import ModelConfig, build_model
+from recur_jax.core import optim
+from recur_jax.core.layers import accum_dtype
+from recur_jax.core.models import ModelConfig, build_model
 
 SMALL = dict(arch="trm", vocab_size=7, seq_len=6, num_puzzle_identifiers=2, puzzle_emb_ndim=8, puzzle_emb_len=1,
              hidden_size=8, num_heads=2, expansion=2, H_cycles=2, L_cycles=2, L_layers=1, halt_max_steps=2)

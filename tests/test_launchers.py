@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from launch import slurm, tpu
-from recur_jax import distributed
+from recur_jax.run import distributed
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 MAIN_ARGS = ["--config=experiments/trm_sudoku.py:att", "--workdir=/shared/runs/trm att", "--config.total_steps=100"]

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from recur_jax import layers
-from recur_jax.layers import (
+from recur_jax.core import layers
+from recur_jax.core.layers import (
     TRUNC_NORMAL_STD,
     Attention,
     Block,
@@ -23,7 +23,7 @@ from recur_jax.layers import (
     swiglu_intermediate_size,
     trunc_normal_init,
 )
-from recur_jax.models import ModelConfig, build_model, count_params
+from recur_jax.core.models import ModelConfig, build_model, count_params
 
 
 # --------------------------------------------------------------------------------------------------

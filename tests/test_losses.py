@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from recur_jax.losses import IGNORE_LABEL_ID, act_loss, softmax_cross_entropy, stablemax_cross_entropy
+from recur_jax.core.losses import IGNORE_LABEL_ID, act_loss, softmax_cross_entropy, stablemax_cross_entropy
 
 # --------------------------------------------------------------------------------------------------
 # NumPy float64 re-statements of the reference
@@ -376,7 +376,7 @@ def test_act_loss_unknown_loss_type_raises():
 
 
 def test_row_weight_zero_removes_a_row_from_loss_and_metrics():
-    from recur_jax.losses import act_loss
+    from recur_jax.core.losses import act_loss
 
     rng = np.random.default_rng(7)
     B, S, V = 4, 6, 5

@@ -4,10 +4,10 @@ broken paths, CSV validation errors, dihedral augmentation, TFDS build and the e
 import numpy as np
 import pytest
 
-from recur_jax.data import maze
-from recur_jax.data.maze_tfds import build_maze
-from recur_jax.losses import IGNORE_LABEL_ID
-from recur_jax.maze_eval import MazeEvaluator
+from recur_jax.core.losses import IGNORE_LABEL_ID
+from recur_jax.tasks import maze
+from recur_jax.tasks.maze.builder import build_maze
+from recur_jax.tasks.maze.evaluator import MazeEvaluator
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +16,7 @@ def mazes():
 
 
 def test_generated_mazes_are_hard_solvable_and_seeded(mazes):
-    """100 here (1000 in `python -m recur_jax.data.maze 1000`): each solvable, shortest path >= 110,
+    """100 here (1000 in `python -m recur_jax.tasks.maze.data 1000`): each solvable, shortest path >= 110,
     and the answer is that shortest path."""
     for q, a, n in zip(mazes.questions, mazes.answers, mazes.path_lengths):
         length, cells = maze.shortest_path(q)

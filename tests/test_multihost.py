@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from launch import local_multiprocess
-from recur_jax import distributed
+from recur_jax.run import distributed
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""Tests of recur_jax.optim against NumPy implementations of the reference formulas (TRM.md 4.1-4.6)."""
+"""Tests of recur_jax.core.optim against NumPy implementations of the reference formulas (TRM.md 4.1-4.6)."""
 
 import math
 
@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from recur_jax.optim import (
+from recur_jax.core.optim import (
     AdamATan2State,
     SignSGDState,
     adam_atan2,
@@ -411,7 +411,7 @@ def test_ema_update_matches_formula():
 def test_atan2_nonneg_x_is_within_3_ulp_of_float64_and_keeps_the_edge_cases():
     """AdamATan2's CPU atan2 (a vectorisable polynomial) against float64 atan2 over normal float32 inputs
     spanning the exponent range (x >= 0, as sqrt(v) always is), and the edge cases of jnp.arctan2."""
-    from recur_jax.optim import atan2_nonneg_x
+    from recur_jax.core.optim import atan2_nonneg_x
 
     rng = np.random.default_rng(0)
     n = 200_000

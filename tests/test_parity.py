@@ -1,5 +1,5 @@
 """Parity with the official PyTorch code: golden-value fixtures and training-curve replay, judged
-against the rounding floor measured on each file (recur_jax/parity.py, recur_jax/replay.py)."""
+against the rounding floor measured on each file (recur_jax/parity/fixtures.py, recur_jax/parity/replay.py)."""
 
 import json
 import os
@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from recur_jax import parity, replay
-from recur_jax.parity import MIN_FLOOR, RATIO, check_file
+from recur_jax.parity import fixtures as parity, replay
+from recur_jax.parity.fixtures import MIN_FLOOR, RATIO, check_file
 
 NAMES = ["trm_att_seed0", "trm_mlp_seed0", "trm_learned_seed0", "hrm_seed0"]
 

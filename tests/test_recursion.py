@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from recur_jax.models import ModelConfig, build_model
-from recur_jax.recursion import recurse, sweep
+from recur_jax.core.models import ModelConfig, build_model
+from recur_jax.core.recursion import recurse, sweep
 
 D = 8
 

@@ -9,9 +9,9 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from experiments import trm_sudoku
-from recur_jax import sharding, train
-from recur_jax.checkpoint import Checkpointer, abstract_like
-from recur_jax.models import ModelConfig
+from recur_jax.core.models import ModelConfig
+from recur_jax.run import sharding, train
+from recur_jax.run.checkpoint import Checkpointer, abstract_like
 
 NUM_IDS = 2048  # > sharding.puzzle_rows_multiple (1024): the table is sharded by rows
 SEQ = 16
@@ -229,8 +229,8 @@ def test_every_weight_matrix_is_fsdp_sharded(module, arg):
     from flax import nnx
 
     from experiments import hrm_sudoku
-    from recur_jax.layers import Buffer
-    from recur_jax.models import build_model
+    from recur_jax.core.layers import Buffer
+    from recur_jax.core.models import build_model
 
     c = (hrm_sudoku if module == "hrm" else module).get_config(arg)
     c.model.hidden_size = c.model.puzzle_emb_ndim = 32

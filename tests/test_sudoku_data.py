@@ -1,4 +1,4 @@
-"""Sudoku data: CSV validation, solver/rater, generator, augmentation, TFDS build (recur_jax.data)."""
+"""Sudoku data: CSV validation, solver/rater, generator, augmentation, TFDS build (recur_jax.tasks)."""
 
 import os
 import sys
@@ -6,8 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from recur_jax.data import sudoku
-from recur_jax.data.sudoku import SudokuDataError
+from recur_jax.tasks import sudoku
+from recur_jax.tasks.sudoku.data import SudokuDataError
 
 EASY = "53..7....6..195....98....6.8...6...34..8.3..17...2...6.6....28....419..5....8..79"
 EASY_SOL = "534678912672195348198342567859761423426853791713924856961537284287419635345286179"
@@ -322,7 +322,7 @@ def test_subsample(puzzles):
 
 
 def test_tfds_generated(tmp_path):
-    from recur_jax.data.sudoku_tfds import build_sudoku
+    from recur_jax.tasks.sudoku.builder import build_sudoku
 
     kw = dict(source="generated", seed=2, num_train=12, num_test=6, tier="mixed", workers=1)
     splits = build_sudoku(tmp_path, **kw)
@@ -346,7 +346,7 @@ def test_tfds_generated(tmp_path):
 
 
 def test_tfds_csv(tmp_path, puzzles):
-    from recur_jax.data.sudoku_tfds import build_sudoku
+    from recur_jax.tasks.sudoku.builder import build_sudoku
 
     src = tmp_path / "extreme"
     src.mkdir()

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from recur_jax import results, sweep
+from recur_jax.study import results, sweep
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -50,7 +50,7 @@ EXPERIMENT = textwrap.dedent(f'''
 
     sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r})
     from test_train import tiny  # the tests' tiny config
-    from recur_jax import sweep
+    from recur_jax.study import sweep
 
     def get_config(arg=None):
         return tiny(total_steps=4, checkpoint_every=2, **{{"model.halt_max_steps": 2, "model.H_cycles": 1,
@@ -202,8 +202,8 @@ def test_sweep_end_to_end_real_runs(experiment, tmp_path):
 
 def test_compute_depth_study_rows_expand_and_match_flops(tmp_path):
     from experiments.ablations import compute_vs_params as cvp
-    from recur_jax import flops
-    from recur_jax.models.config import ModelConfig
+    from recur_jax.core import flops
+    from recur_jax.core.models.config import ModelConfig
 
     spec = os.path.join(REPO, "experiments", "ablations", "compute_vs_params.py")
     for arg, n_runs, seeds in (("sort,cpu", 20, {0, 1}), ("sudoku,cpu", 6, {0})):

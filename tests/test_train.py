@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from experiments import hrm_sudoku, trm_sudoku
-from recur_jax.train import train_and_evaluate
+from recur_jax.run.train import train_and_evaluate
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -181,12 +181,12 @@ def test_misspelt_override_lists_valid_keys(tmp_path):
 
 def test_solver_reports_unsolved_puzzles_honestly(trained):
     workdir, _ = trained
-    from recur_jax.solve import solve_puzzles
+    from recur_jax.inference.solve import solve_puzzles
 
     puzzle = "..3.2.6..9..3.5..1..18.64....81.29..7.......8..67.82....26.95..8..2.3..9..5.1.3.."
     (result,) = solve_puzzles(workdir, puzzle)
     text = result.render()
-    from recur_jax.data import sudoku
+    from recur_jax.tasks import sudoku
 
     really_valid = bool(sudoku.is_valid_solution(result.answer)) and bool(
         sudoku.is_consistent(result.question, result.answer))
@@ -203,8 +203,8 @@ def test_microbatching_gives_the_same_step():
     import jax
     import numpy as np
 
-    from recur_jax import train
-    from recur_jax.models import ModelConfig
+    from recur_jax.run import train
+    from recur_jax.core.models import ModelConfig
 
     results = []
     for k in (1, 4):

@@ -25,7 +25,7 @@ TRM cell (`REFERENCE`: (2, 2) on sorting, (2, 3) on Sudoku) and what it changes:
     of one TRM supervision step. Its backward pass covers every layer, so its training FLOPs per step
     exceed TRM's (whose gradient covers only the last sweep) and it has that many times the parameters;
   * `deeper, equal training FLOPs` (sorting only): one pass of the depth whose training FLOPs per
-    optimizer step (forward + backward, `recur_jax.flops.train_step_flops`) first reach TRM's; with
+    optimizer step (forward + backward, `recur_jax.core.flops.train_step_flops`) first reach TRM's; with
     equal steps, equal total training compute;
   * `carried`: the 2-layer transformer with TRM's halt_max_steps: no recursion inside a step, but z_H
     is carried from one supervision step to the next (deep supervision), so it recurs across steps;
@@ -47,8 +47,9 @@ and 2 seeds.
 """
 
 from experiments import algorithmic_common, common, trm_sudoku
-from recur_jax import flops, sweep
-from recur_jax.models.config import ModelConfig
+from recur_jax.core import flops
+from recur_jax.core.models.config import ModelConfig
+from recur_jax.study import sweep
 
 _FILE = "experiments/ablations/compute_vs_params.py"
 _ARGS = {"sort", "sudoku", "cpu"}

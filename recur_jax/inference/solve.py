@@ -1,0 +1,116 @@
+"""Solving Sudoku puzzles with a trained run (used by `launch.solve`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from recur_jax.core.losses import IGNORE_LABEL_ID
+from recur_jax.run import evaluate
+from recur_jax.run.train import load_for_inference
+from recur_jax.tasks import sudoku
+
+
+class SolveError(ValueError):
+    """A puzzle argument or file that cannot be read (the message names it)."""
+
+
+@dataclasses.dataclass
+class Solution:
+    """The model's answer to one puzzle.
+
+    Attributes:
+      question: [81] uint8 digits, 0 = blank.
+      answer: [81] uint8 predicted digits (0 where the model predicted a non-digit token).
+      valid: the answer is a complete valid Sudoku consistent with the givens.
+      halt_step: first supervision step with q_halt > 0 (the model's own "done"), or None.
+      confidence: sigmoid(q_halt) at halt_step (or at the last step).
+      steps: supervision steps run.
+    """
+
+    question: np.ndarray
+    answer: np.ndarray
+    valid: bool
+    halt_step: int | None
+    confidence: float
+    steps: int
+
+    def render(self) -> str:
+        """The grid and a status line, human-readable."""
+        lines = []
+        for r in range(9):
+            row = "".join(str(d) if d else "." for d in self.answer[r * 9:(r + 1) * 9])
+            lines.append(" ".join([row[0:3], row[3:6], row[6:9]]))
+            if r in (2, 5):
+                lines.append("")
+        status = "valid solution, consistent with the givens" if self.valid else "NOT solved (invalid or inconsistent)"
+        halt = (f"halting head said done at step {self.halt_step}/{self.steps}" if self.halt_step
+                else f"halting head never said done in {self.steps} steps")
+        return "\n".join(lines) + f"\n{status}; {halt}; confidence {self.confidence:.3f}"
+
+
+def read_puzzles(arg: str) -> np.ndarray:
+    """An 81-character puzzle string, or a file: one puzzle per line, or a Sudoku-Extreme CSV.
+
+    Returns:
+      [N, 81] uint8 digits, 0 = blank.
+    Raises:
+      SolveError / sudoku.SudokuDataError: naming the file and line of a malformed puzzle.
+    """
+    if os.path.isfile(arg):
+        with open(arg) as f:
+            first = f.readline()
+        if first.strip().startswith("source,"):
+            return sudoku.read_csv(arg).questions
+        with open(arg) as f:
+            lines = [(i + 1, ln.strip()) for i, ln in enumerate(f) if ln.strip()]
+        return np.stack([_parse(s, f"{arg}:{i}") for i, s in lines]) if lines else np.zeros((0, 81), np.uint8)
+    return _parse(arg.strip(), "puzzle argument")[None]
+
+
+def _parse(text: str, where: str) -> np.ndarray:
+    if len(text) != 81:
+        raise SolveError(f"{where}: a puzzle has {len(text)} characters; expected 81 ('.' or '0' for a blank)")
+    bad = sorted({ch for ch in text if ch not in ".0123456789"})
+    if bad:
+        raise SolveError(f"{where}: bad character(s) {bad}; expected digits 1-9 and '.' or '0' for a blank")
+    return np.frombuffer(text.replace(".", "0").encode(), np.uint8) - ord("0")
+
+
+def solve_puzzles(workdir: str, arg: str, *, steps: int = 0, checkpoint_step: int | None = None) -> list[Solution]:
+    """Loads the run in `workdir` (EMA weights when EMA was on) and answers every puzzle in `arg`.
+
+    Raises:
+      FileNotFoundError: not a workdir, or no checkpoint.
+      SolveError: malformed puzzles, or a run that was not trained on Sudoku.
+    """
+    questions = read_puzzles(arg)
+    config, model_cfg, graphdef, params, buffers, table, _ = load_for_inference(workdir, checkpoint_step)
+    if config.data.name != "sudoku":
+        raise SolveError(f"{workdir} was trained on {config.data.name!r}, not sudoku")
+    n_steps = steps or int(config.eval.halt_max_steps or model_cfg.halt_max_steps)
+    fn = jax.jit(lambda p, b, t, batch: evaluate.eval_batch(graphdef, p, b, t, batch, n_steps))
+    results = []
+    bs = 64
+    for start in range(0, len(questions), bs):
+        q = questions[start:start + bs]
+        pad = bs - len(q)
+        qp = np.concatenate([q, np.zeros((pad, 81), np.uint8)]) if pad else q
+        batch = {"inputs": jnp.asarray(sudoku.encode(qp)),
+                 "labels": jnp.full(qp.shape, IGNORE_LABEL_ID, jnp.int32),
+                 "puzzle_identifiers": jnp.zeros((bs,), jnp.int32)}
+        out = jax.device_get(fn(params, buffers, table, batch))
+        answers = sudoku.decode(np.asarray(out["preds"]))
+        q_halt = np.asarray(out["q_halt_logits"])  # [N, B]
+        for i in range(len(q)):
+            said = np.nonzero(q_halt[:, i] > 0)[0]
+            halt_step = int(said[0]) + 1 if said.size else None
+            conf = float(jax.nn.sigmoid(q_halt[(halt_step or n_steps) - 1, i]))
+            ans = answers[i].astype(np.uint8)
+            valid = bool(sudoku.is_valid_solution(ans)) and bool(sudoku.is_consistent(q[i], ans))
+            results.append(Solution(q[i], ans, valid, halt_step, conf, n_steps))
+    return results

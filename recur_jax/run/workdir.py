@@ -1,0 +1,142 @@
+"""Workdir safety: a run pointed at a workdir that holds another run refuses to touch it.
+
+"Another run" is a recorded config (`run.json`, or the record inside the newest checkpoint when
+run.json is missing or unreadable) that differs from the new one in a field that changes what is
+trained. Fields that only change logging, evaluation, checkpoint cadence or where data is cached
+(`IGNORED`) may differ freely; `total_steps` may differ when the learning-rate schedules do not
+depend on it (`optim.lr_min_ratio == 1`: warmup then constant), so "train longer" resumes the same
+run bit for bit. Fields absent from an older record are not compared.
+
+Two ways past a refusal (`launch.main --overwrite / --resume_anyway`):
+  * overwrite: the previous run's files (checkpoints/, run.json, metrics.jsonl, summary.json, tb/) are
+    moved to `<workdir>/previous/<UTC time>/` (nothing is deleted) and a fresh run starts;
+  * resume_anyway: the newest checkpoint is resumed under the new config; run.json records which
+    fields changed at which step (`resumed_anyway`, a list kept by every later run.json).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from typing import Any
+
+from recur_jax.io.safe_io import read_json
+
+IGNORED = ("log_every", "eval_every", "checkpoint_every", "checkpoint", "eval", "data.data_dir",
+           "nonfinite.max_consecutive_skips",
+           "mesh", "sharding",  # the layout: checkpoints restore onto any mesh (resharding on restore)
+           "xla_flags", "host_hugepages")  # compiler and allocator options
+RUN_FILES = ("checkpoints", "run.json", "metrics.jsonl", "summary.json", "tb")
+MAX_RUN_JSON_BYTES = 16 << 20
+
+
+class WorkdirMismatch(ValueError):
+    """The workdir holds a run with a different config (the message lists the fields)."""
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _ignored(key: str) -> bool:
+    return any(key == p or key.startswith(p + ".") for p in IGNORED)
+
+
+def as_json_value(value: Any) -> Any:
+    """`value` as it reads back from a JSON record (tuples become lists, other objects strings).
+
+    Recorded configs (run.json, checkpoint records) are JSON, while a live config holds tuples; compare
+    the two only after this.
+    """
+    return json.loads(json.dumps(value, default=str))
+
+
+def config_differences(saved: dict[str, Any], now: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Fields (dotted names) whose values differ and matter for the trained state: {name: (saved, now)}."""
+    # compared as JSON values (run.json holds lists where a live config holds tuples)
+    old, new = (_flatten(as_json_value(d)) for d in (saved, now))
+    diffs = {k: (old[k], new.get(k)) for k in old if not _ignored(k) and k in new and old[k] != new[k]}
+    for k in set(old) - set(new):
+        if not _ignored(k):
+            diffs[k] = (old[k], None)
+    if "total_steps" in diffs and new.get("optim.lr_min_ratio") == 1.0 and old.get("optim.lr_min_ratio") == 1.0:
+        del diffs["total_steps"]  # constant schedule after warmup: a longer run continues the same run
+    return diffs
+
+
+def recorded_config(workdir: str) -> tuple[dict[str, Any] | None, str]:
+    """The config in `<workdir>/run.json` and a description of where it came from.
+
+    Returns:
+      (config dict, "path") or (None, reason) when there is no run.json or it cannot be read (a
+      warning is printed then; the checkpoint record is used instead).
+    """
+    path = os.path.join(workdir, "run.json")
+    if not os.path.exists(path):
+        return None, "no run.json"
+    try:
+        run = read_json(path, max_bytes=MAX_RUN_JSON_BYTES)
+        if not isinstance(run, dict) or not isinstance(run.get("config"), dict):
+            raise ValueError(f"{path}: expected an object with a 'config' object")
+        return run["config"], path
+    except (ValueError, OSError) as e:
+        print(f"warning: {path} cannot be read ({e}); comparing with the checkpoint's record instead")
+        return None, f"{path} unreadable"
+
+
+def recorded_run_field(workdir: str, field: str) -> Any:
+    """`run.json[field]` of the run in `workdir`, or None (no run.json, unreadable, or no such field)."""
+    try:
+        run = read_json(os.path.join(workdir, "run.json"), max_bytes=MAX_RUN_JSON_BYTES)
+    except (ValueError, OSError):
+        return None
+    return run.get(field) if isinstance(run, dict) else None
+
+
+def check(saved: dict[str, Any] | None, source: str, now: dict[str, Any], *, overwrite: bool,
+          resume_anyway: bool) -> dict[str, tuple[Any, Any]]:
+    """Refuses a different recorded config unless told to overwrite or resume anyway.
+
+    Returns:
+      The differences (empty when the configs agree or nothing was recorded).
+    Raises:
+      WorkdirMismatch: differences and neither flag; names every differing field with both values.
+    """
+    if saved is None:
+        return {}
+    diffs = config_differences(saved, now)
+    if diffs and not (overwrite or resume_anyway):
+        listed = ", ".join(f"config.{k} ({a!r} there, {b!r} now)" for k, (a, b) in sorted(diffs.items()))
+        raise WorkdirMismatch(f"{source} records a run with a different {listed}; use a new "
+                              f"--workdir, or --resume_anyway to continue that run with this config, or "
+                              f"--overwrite to move it to previous/ and start over")
+    return diffs
+
+
+def set_aside_previous_run(workdir: str) -> str | None:
+    """Moves the run files of `workdir` to `<workdir>/previous/<UTC time>/` (nothing is deleted).
+
+    Returns:
+      The directory they were moved to, or None when there was nothing to move.
+    """
+    present = [n for n in RUN_FILES if os.path.lexists(os.path.join(workdir, n))]
+    if not present:
+        return None
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    target = os.path.join(workdir, "previous", stamp)
+    os.makedirs(target)
+    for n in present:
+        os.rename(os.path.join(workdir, n), os.path.join(target, n))
+    print(f"--overwrite: moved the previous run ({', '.join(present)}) to {target}")
+    return target
+
+
+__all__ = ["IGNORED", "WorkdirMismatch", "check", "config_differences", "recorded_config", "recorded_run_field",
+           "set_aside_previous_run"]

@@ -1,0 +1,181 @@
+"""Plots of a sweep (matplotlib, PNG) and the HTML page that shows them with the results table.
+
+Each function takes already-aggregated data, writes one PNG and returns its path:
+
+  * `refinement_curve`: exact accuracy after each supervision step (deep supervision's refinement);
+  * `test_time_compute`: exact accuracy against the test-time halt_max_steps, past the training budget;
+  * `latent_residuals`: ||z_{k+1} - z_k|| / ||z_k|| per recursion sweep (fixed-point convergence);
+  * `halting_histogram`: the supervision step at which the Q head halts;
+  * `accuracy_vs_flops`: final exact accuracy against training FLOPs, recursive vs non-recursive;
+  * `replay_curves`: a reference training curve and recur_jax's replay of it, with their relative
+    difference on a log scale (`launch.parity --curve`).
+
+Series are `{label: values}`; a label names a group of runs (the swept values without the seed) and the
+values are means over its seeds (`std` bands where given).
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from typing import Any, Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.ticker  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def _save(fig, path: str) -> str:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _figure(title: str, xlabel: str, ylabel: str):
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    if xlabel != "training FLOPs":
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    return fig, ax
+
+
+def _legend(ax, n: int):
+    """The legend below the axes (labels name whole configurations and can be long)."""
+    if n:
+        ax.legend(fontsize=7, ncol=1, loc="upper left", bbox_to_anchor=(0.0, -0.16), frameon=False)
+
+
+def refinement_curve(series: Mapping[str, Sequence[float]], path: str,
+                     std: Mapping[str, Sequence[float]] | None = None) -> str:
+    """Exact accuracy (fraction) after supervision steps 1..N, one line per group; returns `path`."""
+    fig, ax = _figure("Refinement over supervision steps", "supervision step", "exact accuracy")
+    for label, ys in series.items():
+        x = np.arange(1, len(ys) + 1)
+        ax.plot(x, ys, marker="o", ms=3, label=label)
+        if std and label in std and len(std[label]) == len(ys):
+            lo, hi = np.asarray(ys) - np.asarray(std[label]), np.asarray(ys) + np.asarray(std[label])
+            ax.fill_between(x, lo, hi, alpha=0.15)
+    ax.set_ylim(-0.02, 1.02)
+    _legend(ax, len(series))
+    return _save(fig, path)
+
+
+def test_time_compute(series: Mapping[str, Sequence[float]], train_budget: Mapping[str, int], path: str) -> str:
+    """Exact accuracy against the test-time halt_max_steps (1..N'), with each group's training budget
+    marked by a dotted line of its colour; returns `path`."""
+    fig, ax = _figure("Test-time compute", "test-time halt_max_steps", "exact accuracy")
+    for label, ys in series.items():
+        (line,) = ax.plot(np.arange(1, len(ys) + 1), ys, marker="o", ms=3, label=label)
+        if label in train_budget:
+            ax.axvline(train_budget[label], color=line.get_color(), ls=":", lw=1)
+    ax.set_ylim(-0.02, 1.02)
+    _legend(ax, len(series))
+    return _save(fig, path)
+
+
+def latent_residuals(series_H: Mapping[str, Sequence[float]], series_L: Mapping[str, Sequence[float]],
+                     sweeps_per_step: Mapping[str, int], path: str) -> str:
+    """Relative latent residuals per recursion sweep, log scale: z_H solid, z_L dashed; returns `path`.
+
+    Sweep k is counted across supervision steps (k = (step - 1) * H_cycles + sweep)."""
+    fig, ax = _figure("Latent residual per recursion sweep", "recursion sweep",
+                      "||z_{k+1} - z_k|| / ||z_k||")
+    for label, ys in series_H.items():
+        (line,) = ax.plot(np.arange(1, len(ys) + 1), np.maximum(ys, 1e-12), label=f"{label} z_H")
+        if label in series_L and np.any(np.asarray(series_L[label]) > 0):
+            ax.plot(np.arange(1, len(series_L[label]) + 1), np.maximum(series_L[label], 1e-12), ls="--",
+                    color=line.get_color(), label=f"{label} z_L")
+    ax.set_yscale("log")
+    _legend(ax, 2 * len(series_H))
+    return _save(fig, path)
+
+
+def halting_histogram(hists: Mapping[str, Sequence[int]], path: str) -> str:
+    """Share of test examples by the supervision step at which the Q head halts, grouped bars; returns `path`."""
+    fig, ax = _figure("Halting step (Q head)", "supervision step", "share of examples")
+    width = 0.8 / max(len(hists), 1)
+    for i, (label, h) in enumerate(hists.items()):
+        h = np.asarray(h, np.float64)
+        share = h / max(h.sum(), 1.0)
+        ax.bar(np.arange(1, len(h) + 1) + (i - (len(hists) - 1) / 2) * width, share, width=width, label=label)
+    _legend(ax, len(hists))
+    return _save(fig, path)
+
+
+def accuracy_vs_flops(points: Sequence[Mapping[str, Any]], path: str) -> str:
+    """Final exact accuracy against training FLOPs (log x).
+
+    Args:
+      points: dicts with `label`, `flops` (total training FLOPs), `accuracy` (mean), optional `std`, and
+        `recursive` (bool: circles for recursive models, squares for non-recursive ones).
+    """
+    fig, ax = _figure("Accuracy against training compute", "training FLOPs", "exact accuracy")
+    for p in points:
+        marker = "o" if p.get("recursive", True) else "s"
+        ax.errorbar([p["flops"]], [p["accuracy"]], yerr=[[p.get("std") or 0.0], [p.get("std") or 0.0]],
+                    fmt=marker, ms=6, capsize=3, label=p["label"])
+    ax.set_xscale("log")
+    ax.set_ylim(-0.02, 1.02)
+    _legend(ax, len(points))
+    return _save(fig, path)
+
+
+def replay_curves(report: Mapping[str, Any], path: str) -> str:
+    """Loss per step of the reference and of our replay (and of the float64 replay where present), and
+    their relative differences on a log scale, with the end of the rounding regime marked; returns `path`.
+
+    Args:
+      report: `recur_jax.parity.replay.compare`'s report (loss_ref, loss_ours, rel_loss and, with a floor run,
+        loss_float64, rel_loss_float64, rel_loss_own, rounding_regime_until).
+    """
+    steps = np.arange(1, len(report["loss_ref"]) + 1)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.2, 7.0), sharex=True)
+    name = os.path.basename(str(report.get("file", "")))
+    top.set_title(f"Training-curve replay of {name}")
+    top.plot(steps, report["loss_ref"], color="black", lw=1.4, label="reference (official code, float32)")
+    top.plot(steps, report["loss_ours"], color="tab:blue", lw=1.0, ls="--", label="recur_jax, float32")
+    if "loss_float64" in report:
+        top.plot(steps, report["loss_float64"], color="tab:orange", lw=0.8, ls=":", label="recur_jax, float64")
+    top.set_ylabel("loss (scaled by 1 / batch)")
+    top.grid(alpha=0.3)
+    top.legend(fontsize=8)
+    tiny = 1e-12  # exact agreement drawn at the bottom of the log axis
+    bottom.semilogy(steps, np.maximum(report["rel_loss"], tiny), color="tab:blue", lw=1.0,
+                    label="|float32 - reference| / reference")
+    if "rel_loss_float64" in report:
+        bottom.semilogy(steps, np.maximum(report["rel_loss_float64"], tiny), color="tab:orange", lw=1.0,
+                        label="|float64 - reference| / reference (the reference's rounding)")
+        bottom.semilogy(steps, np.maximum(report["rel_loss_own"], tiny), color="tab:green", lw=0.8,
+                        label="|float32 - float64| / reference (our rounding)")
+        regime = report.get("rounding_regime_until")
+        if regime is not None and regime < len(steps):
+            bottom.axvline(regime + 0.5, color="gray", ls=":", lw=1.0,
+                           label=f"end of the rounding regime (step {regime})")
+    bottom.axhline(1e-3, color="red", ls="--", lw=0.8, label="divergence threshold 1e-3")
+    bottom.set_xlabel("optimizer step")
+    bottom.set_ylabel("relative loss difference")
+    bottom.grid(alpha=0.3, which="both")
+    bottom.legend(fontsize=7, loc="lower right")
+    return _save(fig, path)
+
+
+def html_page(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], images: Sequence[str],
+              notes: Sequence[str] = ()) -> str:
+    """A self-contained HTML page: the table (cells HTML-escaped), notes, then the images by relative path."""
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    notes_html = "".join(f"<p>{html.escape(n)}</p>" for n in notes)
+    imgs = "".join(f'<figure><img src="{html.escape(os.path.basename(p))}" alt="{html.escape(os.path.basename(p))}">'
+                   f"</figure>" for p in images)
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}figure{display:inline-block;margin:8px}"
+            "img{max-width:640px}</style></head>"
+            f"<body><h1>{html.escape(title)}</h1><table><tr>{head}</tr>{body}</table>{notes_html}{imgs}</body></html>")

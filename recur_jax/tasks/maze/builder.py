@@ -1,0 +1,147 @@
+"""TFDS builder for Maze-Hard: the published CSV files or the built-in generator, as ArrayRecord.
+
+Like `sudoku_tfds`: one BuilderConfig per parameter set (`csv_<hash>` / `generated_<hash>`, the CSV
+identity includes file sizes and modification times), `disable_shuffling` so `ds[i]` is maze i, no
+TensorFlow. Splits: source "csv": `path` holds train.csv and test.csv, all mazes in file order
+(reference: 1000 + 1000); source "generated": `maze.generate(num_train, seed, stream=0)` and
+`maze.generate(num_test, seed, stream=1)`.
+
+Features: question uint8 [900] (tokens 1..4), answer uint8 [900] (tokens 1..5), path_length int32 [].
+Dihedral augmentation is applied on the fly by the loader (`maze.augment`), not stored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from typing import Any
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from recur_jax.tasks import maze
+
+SPLITS = ("train", "test")
+_VERSION = "1.0.0"
+
+
+@dataclasses.dataclass(eq=False)
+class MazeConfig(tfds.core.BuilderConfig):
+    """Build parameters of one Maze variant; create with `MazeConfig.make(...)`.
+
+    Attributes:
+      source: "csv" or "generated"; path: (csv) directory with train.csv and test.csv;
+      seed, num_train, num_test, min_path, loop_prob: (generated) see `maze.generate`;
+      workers: generator processes (not part of the identity).
+    """
+
+    source: str = "generated"
+    path: str | None = None
+    seed: int = 0
+    num_train: int = 1000
+    num_test: int = 1000
+    min_path: int = maze.MIN_PATH
+    loop_prob: float = 0.0
+    workers: int = 1
+
+    @classmethod
+    def make(cls, *, source: str, path: str | os.PathLike | None = None, seed: int = 0, num_train: int = 1000,
+             num_test: int = 1000, min_path: int = maze.MIN_PATH, loop_prob: float = 0.0,
+             workers: int = 1) -> MazeConfig:
+        """Validates the parameters and names the config after their hash.
+
+        Raises:
+          ValueError: unknown source, missing path, negative sizes, loop_prob outside [0, 1].
+          FileNotFoundError: (csv) train.csv or test.csv missing.
+        """
+        if source not in ("csv", "generated"):
+            raise ValueError(f"maze data source={source!r}; expected 'csv' or 'generated'")
+        if num_train < 0 or num_test < 0 or seed < 0 or min_path < 1 or not 0.0 <= loop_prob <= 1.0:
+            raise ValueError(f"maze data num_train={num_train}, num_test={num_test}, seed={seed}, min_path={min_path}, "
+                             f"loop_prob={loop_prob}; expected non-negative sizes/seed, min_path >= 1, "
+                             f"loop_prob in [0, 1]")
+        identity: dict[str, Any] = {"source": source, "format": _VERSION}
+        if source == "csv":
+            if not path:
+                raise ValueError("maze data source='csv' needs path=<directory with train.csv and test.csv>")
+            path = os.path.abspath(os.fspath(path))
+            files = {}
+            for split in SPLITS:
+                f = os.path.join(path, f"{split}.csv")
+                if not os.path.isfile(f):
+                    raise FileNotFoundError(f"{f}: not found; expected the Maze-Hard files train.csv and test.csv "
+                                            f"in {path}")
+                st = os.stat(f)
+                files[split] = [st.st_size, st.st_mtime_ns]
+            identity.update(path=path, files=files)
+        else:
+            path = None
+            identity.update(seed=int(seed), num_train=int(num_train), num_test=int(num_test), min_path=int(min_path),
+                            loop_prob=float(loop_prob))
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+        return cls(name=f"{source}_{digest}", version=_VERSION, description=json.dumps(identity, sort_keys=True),
+                   source=source, path=path, seed=int(seed), num_train=int(num_train), num_test=int(num_test),
+                   min_path=int(min_path), loop_prob=float(loop_prob), workers=int(workers))
+
+    def load(self) -> dict[str, maze.MazeSet]:
+        """Both splits (reads and validates the CSV files, or generates). Raises MazeDataError."""
+        if self.source == "csv":
+            return {s: maze.read_csv(os.path.join(self.path, f"{s}.csv")) for s in SPLITS}
+        return {split: maze.generate(n, self.seed, stream=stream, min_path=self.min_path, loop_prob=self.loop_prob,
+                                     workers=self.workers)
+                for stream, (split, n) in enumerate((("train", self.num_train), ("test", self.num_test)))}
+
+
+class Maze(tfds.core.GeneratorBasedBuilder):
+    """TFDS builder "maze": question/answer uint8 [900], path_length int32 []; see the module docstring."""
+
+    VERSION = tfds.core.Version(_VERSION)
+    RELEASE_NOTES = {_VERSION: "Maze-Hard CSV or generated hard mazes."}
+    BUILDER_CONFIGS: list[MazeConfig] = []
+
+    def __init__(self, *args, preloaded: dict[str, maze.MazeSet] | None = None, **kwargs):
+        self._preloaded = preloaded
+        super().__init__(*args, **kwargs)
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return self.dataset_info_from_configs(
+            features=tfds.features.FeaturesDict({
+                "question": tfds.features.Tensor(shape=(maze.SEQ_LEN,), dtype=np.uint8),
+                "answer": tfds.features.Tensor(shape=(maze.SEQ_LEN,), dtype=np.uint8),
+                "path_length": tfds.features.Scalar(dtype=np.int32),
+            }),
+            disable_shuffling=True,
+            homepage="https://huggingface.co/datasets/sapientinc/maze-30x30-hard-1k",
+        )
+
+    def _split_generators(self, dl_manager):
+        sets = self._preloaded if self._preloaded is not None else self.builder_config.load()
+        return {split: self._generate_examples(sets[split]) for split in SPLITS}
+
+    def _generate_examples(self, data: maze.MazeSet):
+        for i in range(len(data)):
+            yield i, {"question": data.questions[i], "answer": data.answers[i], "path_length": data.path_lengths[i]}
+
+
+def build_maze(data_dir: str | os.PathLike, *, source: str, path: str | os.PathLike | None = None, seed: int = 0,
+               num_train: int = 1000, num_test: int = 1000, min_path: int = maze.MIN_PATH, loop_prob: float = 0.0,
+               workers: int = 1) -> dict[str, Any]:
+    """Builds the Maze splits under `data_dir` if needed and returns their data sources.
+
+    Returns:
+      {"train": source, "test": source}; `ds[i]` = {question [900] uint8, answer [900] uint8,
+      path_length int32}.
+    Raises:
+      MazeDataError: a malformed CSV line (file and line named); ValueError / FileNotFoundError: bad parameters.
+    """
+    config = MazeConfig.make(source=source, path=path, seed=seed, num_train=num_train, num_test=num_test,
+                             min_path=min_path, loop_prob=loop_prob, workers=workers)
+    data_dir = os.fspath(data_dir)
+    builder = Maze(config=config, data_dir=data_dir, file_format="array_record")
+    if not builder.is_prepared():
+        builder = Maze(config=config, data_dir=data_dir, file_format="array_record", preloaded=config.load())
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+            download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS))
+    return {split: builder.as_data_source(split) for split in SPLITS}
