@@ -72,24 +72,24 @@ def test_halting_rules():
     steps = jnp.array([1, 2, 3, 4, 1, 2], jnp.int32)
     q_halt = jnp.array([0.5, -0.5, -1.0, -1.0, 0.1, -0.2])
     q_cont = jnp.array([1.0, -1.0, -2.0, 0.0, -1.0, 0.5])
-    kw = dict(halt_max_steps=4, exploration_prob=0.0, rng=None)
-    trm, last = act.halting(steps, q_halt, q_cont, no_ACT_continue=True, training=True, **kw)
+    P = act.HaltingPolicy
+    trm, last = act.halting(steps, q_halt, q_cont, P(4, training=True, no_ACT_continue=True), None)
     np.testing.assert_array_equal(np.asarray(trm), [True, False, False, True, True, False])
     np.testing.assert_array_equal(np.asarray(last), [False, False, False, True, False, False])
-    hrm, _ = act.halting(steps, q_halt, q_cont, no_ACT_continue=False, training=True, **kw)
+    hrm, _ = act.halting(steps, q_halt, q_cont, P(4, training=True, no_ACT_continue=False), None)
     np.testing.assert_array_equal(np.asarray(hrm), [False, True, True, True, True, False])
-    ev, _ = act.halting(steps, q_halt, q_cont, no_ACT_continue=True, training=False, **kw)
+    ev, _ = act.halting(steps, q_halt, q_cont, P(4, training=False, no_ACT_continue=True), None)
     np.testing.assert_array_equal(np.asarray(ev), [False, False, False, True, False, False])
 
 
 def test_exploration_only_delays_halting_and_respects_drawn_minimum():
     n, max_steps = 20000, 8
     q_halt = jnp.full((n,), 3.0)  # every row wants to halt
+    policy = act.HaltingPolicy(max_steps, training=True, no_ACT_continue=True, exploration_prob=0.3)
     for step in range(1, max_steps + 1):
         steps = jnp.full((n,), step, jnp.int32)
         key = jax.random.key(step)
-        halted, _ = act.halting(steps, q_halt, q_halt, halt_max_steps=max_steps, no_ACT_continue=True,
-                                exploration_prob=0.3, training=True, rng=key)
+        halted, _ = act.halting(steps, q_halt, q_halt, policy, key)
         # Re-derive the draws: a row is vetoed exactly when it explored and its minimum exceeds step.
         k_explore, k_min = jax.random.split(key)
         explore = np.asarray(jax.random.uniform(k_explore, (n,)) < 0.3)
@@ -102,8 +102,7 @@ def test_exploration_only_delays_halting_and_respects_drawn_minimum():
         expected = 0.3 * max(0, max_steps - step) / (max_steps - 1)
         assert abs(frac_vetoed - expected) < 0.02
     with pytest.raises(ValueError, match="rng"):
-        act.halting(steps, q_halt, q_halt, halt_max_steps=max_steps, no_ACT_continue=True, exploration_prob=0.3,
-                    training=True, rng=None)
+        act.halting(steps, q_halt, q_halt, policy, None)
 
 
 def _run(cfg, steps, training=True, halt_max_steps=None, seed=0):
@@ -118,9 +117,9 @@ def _run(cfg, steps, training=True, halt_max_steps=None, seed=0):
         m = nnx.merge(graphdef, params, buffers)
         reset = act.reset_carry(carry, batch, m.H_init[...], m.L_init[...])
         rows = jnp.take(table, reset.current_data["puzzle_identifiers"], axis=0)
-        loss, (carry, outputs, metrics) = act.act_forward(m, reset, rows, training=training,
-                                                          halt_max_steps=halt_max_steps,
-                                                          rng=jax.random.key(t))
+        policy = (act.HaltingPolicy.for_training(cfg) if training else
+                  act.HaltingPolicy.for_evaluation(cfg, halt_max_steps or cfg.halt_max_steps))
+        loss, (carry, outputs, metrics) = act.act_forward(m, reset, rows, policy, rng=jax.random.key(t))
         history.append((reset, carry, outputs, metrics))
     return model, history, batches, table
 
@@ -151,10 +150,11 @@ def test_evaluation_halts_only_at_the_given_budget():
         m = nnx.merge(graphdef, params, buffers)
         reset = act.reset_carry(carry, batch, m.H_init[...], m.L_init[...])
         rows = jnp.take(table, reset.current_data["puzzle_identifiers"], axis=0)
-        _, (carry, _, _) = act.act_forward(m, reset, rows, training=False, halt_max_steps=5)
+        _, (carry, _, _) = act.act_forward(m, reset, rows, act.HaltingPolicy.for_evaluation(cfg, 5))
         assert bool(jnp.all(carry.halted)) == (t == 4)
     _, (carry_train, _, _) = act.act_forward(m, act.reset_carry(act.initial_carry(m, batch), batch, m.H_init[...],
-                                                                  m.L_init[...]), rows, training=True)
+                                                                  m.L_init[...]), rows,
+                                       act.HaltingPolicy.for_training(cfg))
     assert bool(jnp.all(carry_train.halted))
 
 
@@ -185,9 +185,11 @@ def test_train_grads_scale_and_puzzle_rows():
     batch = _batch(rng)
     table = jnp.asarray(rng.standard_normal((4, D)), jnp.float32)
     carry = act.initial_carry(model, batch)
-    fn = jax.jit(act.act_train_grads, static_argnums=(0,), static_argnames=("loss_scale",))
-    loss1, _, _, _, g1, (ids, pg1) = fn(graphdef, params, buffers, table, carry, batch, None, loss_scale=1.0)
-    loss2, _, _, _, g2, (_, pg2) = fn(graphdef, params, buffers, table, carry, batch, None, loss_scale=1.0 / B)
+    fn = jax.jit(act.act_train_grads, static_argnums=(0, 7), static_argnames=("loss_scale",))
+    policy = act.HaltingPolicy.for_training(cfg)
+    loss1, _, _, _, g1, (ids, pg1) = fn(graphdef, params, buffers, table, carry, batch, None, policy, loss_scale=1.0)
+    loss2, _, _, _, g2, (_, pg2) = fn(graphdef, params, buffers, table, carry, batch, None, policy,
+                                      loss_scale=1.0 / B)
     np.testing.assert_allclose(float(loss1), float(loss2), rtol=1e-6)  # the reported loss is unscaled
     for a, b in zip(jax.tree_util.tree_leaves(g1), jax.tree_util.tree_leaves(g2)):
         np.testing.assert_allclose(np.asarray(a) / B, np.asarray(b), rtol=1e-5, atol=1e-7)

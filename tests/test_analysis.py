@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from recur_jax.core import act
 from recur_jax.core.layers import Buffer
 from recur_jax.core.models import ModelConfig, build_model
 from recur_jax.run import evaluate
@@ -57,11 +58,11 @@ def test_sweeps_compose_to_the_full_step(arch):
 @pytest.mark.parametrize("arch", ["trm", "hrm"])
 def test_trajectory_matches_eval_batch(arch):
     cfg, model, graphdef, params, buffers, batch, table = _setup(arch)
-    ev = evaluate.eval_batch(graphdef, params, buffers, table, batch, N)
+    ev = evaluate.eval_batch(graphdef, params, buffers, table, batch, act.HaltingPolicy.for_evaluation(cfg, N))
     # labels = the model's own final predictions for half the rows: exact accuracy is non-trivial
     labels = jnp.where(jnp.arange(B)[:, None] < B // 2, ev["preds"], batch["labels"])
     batch = dict(batch, labels=labels)
-    ev = evaluate.eval_batch(graphdef, params, buffers, table, batch, N)
+    ev = evaluate.eval_batch(graphdef, params, buffers, table, batch, act.HaltingPolicy.for_evaluation(cfg, N))
     tr = jax.jit(analysis.latent_trajectory, static_argnums=(0, 5, 6))(
         analysis.sweep_graphdef(cfg), params, buffers, table, batch, N, cfg.H_cycles)
     assert float(ev["exact_by_step"][-1]) >= B // 2

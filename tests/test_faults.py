@@ -23,6 +23,10 @@ import pytest
 from launch import soak
 from recur_jax.core import act
 from recur_jax.io.safe_io import UnsafeInputError, read_json, resolve_inside
+from recur_jax.run import checkpoint as checkpoint_lib
+from recur_jax.run import runlog
+from recur_jax.run import state as train_state
+from recur_jax.run import step as train_step
 from recur_jax.run import train
 from recur_jax.run import workdir as workdir_lib
 from recur_jax.run.checkpoint import Checkpointer
@@ -340,7 +344,7 @@ def inject_nonfinite(monkeypatch, at_step: int, what: str, seed: int = 0):
     state.step == at_step (recognised by its RNG key inside the jitted step)."""
     real = act.act_train_grads
     key = jax.random.key_data(jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), at_step),
-                                                 train.PURPOSE_HALT))
+                                                 train_state.PURPOSE_HALT))
 
     def wrapped(*args, **kwargs):
         loss, carry, out, metrics, grads, pz = real(*args, **kwargs)
@@ -376,18 +380,18 @@ def test_skip_policy_leaves_the_state_unchanged_for_a_nan_step(monkeypatch):
     batch = {"inputs": rng.integers(1, 11, (8, 81)).astype(np.int32),
              "labels": rng.integers(2, 11, (8, 81)).astype(np.int32),
              "puzzle_identifiers": np.zeros((8,), np.int32)}
-    graphdef, s0 = train.init_train_state(c, mc, batch)
-    step = jax.jit(train.make_train_step(graphdef, c, mc))
+    graphdef, s0 = train_state.init_train_state(c, mc, batch)
+    step = jax.jit(train_step.make_train_step(graphdef, c, mc))
     s1, m1 = step(s0, batch)
     assert int(s1.step) == 1 and float(m1["skipped"]) == 1.0 and float(m1["loss"]) == 0.0
     assert float(m1["nonfinite_loss"]) == 1.0
-    parts0, parts1 = train.fingerprint_parts(s0), train.fingerprint_parts(s1)
+    parts0, parts1 = train_state.fingerprint_parts(s0), train_state.fingerprint_parts(s1)
     assert {k: parts0[k] == parts1[k] for k in parts0} == {"params": True, "opt_state": True, "ema": True,
                                                           "puzzle_table": True, "carry": True, "step": False}
     s2, m2 = step(s1, batch)  # the next step is not poisoned
     assert float(m2["skipped"]) == 0.0 and np.isfinite(float(m2["loss"]))
-    assert train.fingerprint_parts(s2)["params"] != parts1["params"]
-    assert train._nonfinite_quantities({"loss": float("nan"), "nonfinite_puzzle_grads": 3.0}) == [
+    assert train_state.fingerprint_parts(s2)["params"] != parts1["params"]
+    assert runlog.nonfinite_quantities({"loss": float("nan"), "nonfinite_puzzle_grads": 3.0}) == [
         "loss", "gradient of the puzzle embeddings (3 NaN/Inf values)"]
 
 
@@ -602,7 +606,7 @@ def test_json_reader_limits(tmp_path):
 def test_a_hostile_run_json_is_a_named_error(tmp_path):
     (tmp_path / "run.json").write_text('["not", "a", "run"]')
     with pytest.raises(ValueError, match=r"run\.json: expected an object with a 'config' object"):
-        train.load_for_inference(str(tmp_path))
+        checkpoint_lib.load_for_inference(str(tmp_path))
 
 
 def test_paths_from_files_stay_inside_the_data_directory(tmp_path):

@@ -10,7 +10,10 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from experiments import trm_sudoku
 from recur_jax.core.models import ModelConfig
+from recur_jax.run import config as run_config
 from recur_jax.run import sharding, train
+from recur_jax.run import state as train_state
+from recur_jax.run import step as train_step
 from recur_jax.run.checkpoint import Checkpointer, abstract_like
 
 NUM_IDS = 2048  # > sharding.puzzle_rows_multiple (1024): the table is sharded by rows
@@ -48,8 +51,8 @@ def run_layout(config, devices, data):
     mc = ModelConfig.from_dict(config.model.to_dict())
     mesh = sharding.make_mesh(config, devices)
     by_row = sharding.batch_sharding(mesh, config)
-    graphdef, sh, state = sharding.init_sharded(lambda: train.init_train_state(config, mc, data[0]), mesh, config)
-    step = jax.jit(train.make_train_step(graphdef, config, mc, sharding.compute_shardings(sh.params)),
+    graphdef, sh, state = sharding.init_sharded(lambda: train_state.init_train_state(config, mc, data[0]), mesh, config)
+    step = jax.jit(train_step.make_train_step(graphdef, config, mc, sharding.compute_shardings(sh.params)),
                    in_shardings=(sh, by_row), out_shardings=(sh, NamedSharding(mesh, P())), donate_argnums=(0,))
     losses = []
     for b in data:
@@ -182,7 +185,7 @@ def test_mesh_and_batch_errors_name_the_field():
     with pytest.raises(ValueError, match="config.sharding.logical_axis_rules.*pipeline"):
         sharding.validate(bad, 8)
     with pytest.raises(ValueError, match="config.mesh"):
-        train.validate_config(small_config(data=3), 8)
+        run_config.validate(small_config(data=3), 8)
 
 
 def test_sparse_update_of_the_row_sharded_table_never_gathers_it():
@@ -192,8 +195,8 @@ def test_sparse_update_of_the_row_sharded_table_never_gathers_it():
     mc = ModelConfig.from_dict(c.model.to_dict())
     mesh = sharding.make_mesh(c)
     by_row = sharding.batch_sharding(mesh, c)
-    graphdef, sh, state = sharding.init_sharded(lambda: train.init_train_state(c, mc, batches(1)[0]), mesh, c)
-    step = jax.jit(train.make_train_step(graphdef, c, mc, sharding.compute_shardings(sh.params)),
+    graphdef, sh, state = sharding.init_sharded(lambda: train_state.init_train_state(c, mc, batches(1)[0]), mesh, c)
+    step = jax.jit(train_step.make_train_step(graphdef, c, mc, sharding.compute_shardings(sh.params)),
                    in_shardings=(sh, by_row), out_shardings=(sh, NamedSharding(mesh, P())), donate_argnums=(0,))
     hlo = step.lower(state, sharding.put_local_batch(batches(1)[0], by_row)).compile().as_text()
     collectives = [ln for ln in hlo.splitlines()
@@ -211,14 +214,14 @@ def test_restore_reshards_onto_another_layout(tmp_path):
     ck = Checkpointer(tmp_path / "ck", keep=1, async_save=False)
     ck.save(2, state, {"step": 2})
     ck.wait()
-    want = train.fingerprint(state)
+    want = train_state.fingerprint(state)
     for cfg, devices in ((small_config(data=2, fsdp=4), jax.devices()), (small_config(data=1), jax.devices()[:1])):
         mc = ModelConfig.from_dict(cfg.model.to_dict())
         mesh = sharding.make_mesh(cfg, devices)
-        abstract = jax.eval_shape(lambda: train.init_train_state(cfg, mc, data[0])[1])  # nothing materialised
+        abstract = jax.eval_shape(lambda: train_state.init_train_state(cfg, mc, data[0])[1])  # nothing materialised
         sh = sharding.state_shardings(abstract, mesh, cfg)
         step, restored, _ = ck.restore(abstract_like(abstract, sh))
-        assert step == 2 and train.fingerprint(restored) == want
+        assert step == 2 and train_state.fingerprint(restored) == want
         assert jax.tree_util.tree_all(jax.tree_util.tree_map(lambda a, s: a.sharding == s, restored, sh))
     ck.close()
 

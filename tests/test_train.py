@@ -9,6 +9,8 @@ import sys
 import pytest
 
 from experiments import hrm_sudoku, trm_sudoku
+from recur_jax.run import state as train_state
+from recur_jax.run import step as train_step
 from recur_jax.run.train import train_and_evaluate
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -214,8 +216,8 @@ def test_microbatching_gives_the_same_step():
         batch = {"inputs": rng.integers(1, 11, (8, 81)).astype(np.int32),
                  "labels": rng.integers(2, 11, (8, 81)).astype(np.int32),
                  "puzzle_identifiers": np.zeros((8,), np.int32)}
-        graphdef, state = train.init_train_state(c, mc, batch)
-        step = jax.jit(train.make_train_step(graphdef, c, mc))
+        graphdef, state = train_state.init_train_state(c, mc, batch)
+        step = jax.jit(train_step.make_train_step(graphdef, c, mc))
         for _ in range(2):
             state, metrics = step(state, batch)
         results.append((state, metrics))
@@ -226,7 +228,7 @@ def test_microbatching_gives_the_same_step():
     for key in m1:
         np.testing.assert_allclose(float(m1[key]), float(m4[key]), rtol=1e-4, err_msg=key)
     with pytest.raises(ValueError, match="microbatches"):
-        train.make_train_step(graphdef, tiny(microbatches=3), mc)
+        train_step.make_train_step(graphdef, tiny(microbatches=3), mc)
 
 
 def test_a_truncated_newest_checkpoint_falls_back_and_the_run_completes(trained, tmp_path, data_dir):

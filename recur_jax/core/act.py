@@ -18,6 +18,7 @@ The carry lives across optimizer steps for the whole run; evaluation starts a fr
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import flax.struct
@@ -27,6 +28,7 @@ from flax import nnx
 
 from recur_jax.core.losses import act_loss
 from recur_jax.core.models.common import RecursiveReasoner
+from recur_jax.core.models.config import ModelConfig
 
 Batch = dict[str, jax.Array]  # inputs [B, S] int32, labels [B, S] int32, puzzle_identifiers [B] int32
 BATCH_KEYS = ("inputs", "labels", "puzzle_identifiers")
@@ -94,39 +96,71 @@ def reset_carry(carry: ACTCarry, batch: Batch, H_init: jax.Array, L_init: jax.Ar
     )
 
 
-def halting(steps: jax.Array, q_halt: jax.Array, q_continue: jax.Array, *, halt_max_steps: int,
-            no_ACT_continue: bool, exploration_prob: float, training: bool,
+@dataclasses.dataclass(frozen=True)
+class HaltingPolicy:
+    """How the rows of an ACT step halt: resolved once, passed explicitly to `act_forward`.
+
+    Attributes:
+      halt_max_steps: N, the supervision-step budget (evaluation may use more than training).
+      training: training halting (TRM.md 3.2, HRM.md 3.2): the Q head may halt a row early, exploration
+        may delay it, HRM trains q_continue on its bootstrapped target. False: the reference's
+        evaluation, every row runs exactly N steps.
+      no_ACT_continue: True: halt when q_halt > 0 (TRM); False: when q_halt > q_continue (HRM).
+      exploration_prob: probability of drawing a minimum halting step U{2..N} (per row, every step).
+    """
+
+    halt_max_steps: int
+    training: bool
+    no_ACT_continue: bool
+    exploration_prob: float = 0.0
+
+    def __post_init__(self):
+        if int(self.halt_max_steps) < 1:
+            raise ValueError(f"halt_max_steps={self.halt_max_steps}: expected an integer >= 1")
+
+    @classmethod
+    def for_training(cls, model_cfg: ModelConfig) -> "HaltingPolicy":
+        """The model's training policy: its halt_max_steps, halting rule and exploration."""
+        return cls(halt_max_steps=model_cfg.halt_max_steps, training=True, no_ACT_continue=model_cfg.no_ACT_continue,
+                   exploration_prob=model_cfg.halt_exploration_prob)
+
+    @classmethod
+    def for_evaluation(cls, model_cfg: ModelConfig, halt_max_steps: int) -> "HaltingPolicy":
+        """The reference's evaluation: every row runs `halt_max_steps` steps (which may exceed training's)."""
+        return cls(halt_max_steps=int(halt_max_steps), training=False, no_ACT_continue=model_cfg.no_ACT_continue)
+
+
+def halting(steps: jax.Array, q_halt: jax.Array, q_continue: jax.Array, policy: HaltingPolicy,
             rng: jax.Array | None) -> tuple[jax.Array, jax.Array]:
     """Step 3: the halting decision for rows that have just taken step `steps` (already incremented).
 
     Args:
       steps: [B] int32 new step counts; q_halt, q_continue: [B] float32.
-      halt_max_steps: the step budget (evaluation may pass a larger one).
-      no_ACT_continue: True: q_halt > 0 (TRM); False: q_halt > q_continue (HRM).
-      exploration_prob: probability of drawing a minimum halting step U{2..halt_max_steps} (per row,
-        redrawn every step).
-      training: False halts only at halt_max_steps.
+      policy: the halting policy (budget, rule, exploration, training or evaluation).
       rng: key for exploration (needed when training and exploration_prob > 0).
     Returns:
       (halted [B] bool, is_last [B] bool).
+    Raises:
+      ValueError: exploration without an rng key.
     """
-    is_last = steps >= halt_max_steps
+    N = policy.halt_max_steps
+    is_last = steps >= N
     halted = is_last
-    if training and halt_max_steps > 1:
-        halted = halted | ((q_halt > 0) if no_ACT_continue else (q_halt > q_continue))
-        if exploration_prob > 0:
+    if policy.training and N > 1:
+        halted = halted | ((q_halt > 0) if policy.no_ACT_continue else (q_halt > q_continue))
+        if policy.exploration_prob > 0:
             if rng is None:
                 raise ValueError("halting: an rng key is required when training with exploration_prob > 0")
             k_explore, k_min = jax.random.split(rng)
-            explore = jax.random.uniform(k_explore, steps.shape) < exploration_prob
-            min_halt = jnp.where(explore, jax.random.randint(k_min, steps.shape, 2, halt_max_steps + 1), 0)
+            explore = jax.random.uniform(k_explore, steps.shape) < policy.exploration_prob
+            min_halt = jnp.where(explore, jax.random.randint(k_min, steps.shape, 2, N + 1), 0)
             halted = halted & (steps >= min_halt)
     return halted, is_last
 
 
-def act_forward(model: RecursiveReasoner, carry: ACTCarry, puzzle_emb_rows: jax.Array | None, *,
-                training: bool, rng: jax.Array | None = None,
-                halt_max_steps: int | None = None, row_weight: jax.Array | None = None) -> tuple[jax.Array, tuple[ACTCarry, dict[str, jax.Array], dict[str, jax.Array]]]:
+def act_forward(model: RecursiveReasoner, carry: ACTCarry, puzzle_emb_rows: jax.Array | None,
+                policy: HaltingPolicy, *, rng: jax.Array | None = None,
+                row_weight: jax.Array | None = None) -> tuple[jax.Array, tuple[ACTCarry, dict[str, jax.Array], dict[str, jax.Array]]]:
     """Steps 2-3 plus the loss, on a carry already passed through `reset_carry`; differentiable.
 
     Args:
@@ -134,9 +168,8 @@ def act_forward(model: RecursiveReasoner, carry: ACTCarry, puzzle_emb_rows: jax.
       carry: the reset carry (output of `reset_carry`).
       puzzle_emb_rows: [B, puzzle_emb_ndim] float32 rows of the puzzle table for
         carry.current_data["puzzle_identifiers"] (differentiable; None without a puzzle embedding).
-      training: training-mode halting (q-based, exploration, HRM target) or evaluation (max steps only).
+      policy: how rows halt (`HaltingPolicy.for_training` / `for_evaluation`).
       rng: exploration key.
-      halt_max_steps: overrides config.halt_max_steps (e.g. more steps at test time).
       row_weight: [B] float32 loss weight per row (episode mode), None = 1.
     Returns:
       (loss, (new_carry, outputs, metrics)): loss float32 scalar summed over the batch; outputs has
@@ -144,16 +177,13 @@ def act_forward(model: RecursiveReasoner, carry: ACTCarry, puzzle_emb_rows: jax.
       training); metrics as `losses.act_loss`.
     """
     c = model.config
-    max_steps = c.halt_max_steps if halt_max_steps is None else halt_max_steps
     data = carry.current_data
     out = model(carry.z_H, carry.z_L, data["inputs"], puzzle_emb_rows)
     steps = carry.steps + 1
-    halted, is_last = halting(steps, out.q_halt, out.q_continue, halt_max_steps=max_steps,
-                              no_ACT_continue=c.no_ACT_continue, exploration_prob=c.halt_exploration_prob,
-                              training=training, rng=rng)
+    halted, is_last = halting(steps, out.q_halt, out.q_continue, policy, rng)
     outputs = {"logits": out.logits, "q_halt_logits": out.q_halt, "q_continue_logits": out.q_continue}
     target = None
-    if training and not c.no_ACT_continue and max_steps > 1:
+    if policy.training and not policy.no_ACT_continue and policy.halt_max_steps > 1:
         graphdef, state = nnx.split(model)
         frozen = nnx.merge(graphdef, jax.lax.stop_gradient(state))
         rows = None if puzzle_emb_rows is None else jax.lax.stop_gradient(puzzle_emb_rows)
@@ -167,7 +197,7 @@ def act_forward(model: RecursiveReasoner, carry: ACTCarry, puzzle_emb_rows: jax.
 
 
 def act_train_grads(graphdef: nnx.GraphDef, params: Any, buffers: Any, puzzle_table: jax.Array | None,
-                    carry: ACTCarry, batch: Batch, rng: jax.Array | None,
+                    carry: ACTCarry, batch: Batch, rng: jax.Array | None, policy: HaltingPolicy,
                     loss_scale: float = 1.0, row_weight: jax.Array | None = None) -> tuple[jax.Array, ACTCarry, dict, dict, Any, tuple[jax.Array, jax.Array] | None]:
     """One training ACT step up to the gradients (the optimizers are applied by the caller).
 
@@ -176,6 +206,7 @@ def act_train_grads(graphdef: nnx.GraphDef, params: Any, buffers: Any, puzzle_ta
       puzzle_table: [num_puzzle_identifiers, puzzle_emb_ndim] float32, or None.
       carry: the carry from the previous step; batch: the new batch.
       rng: exploration key.
+      policy: the training halting policy (`HaltingPolicy.for_training(model_cfg)`).
       loss_scale: the loss is multiplied by this before differentiation (1 / global batch size in
         training; 1.0 reproduces the reference's returned loss, as the fixtures store).
       row_weight: [B] float32 per-row loss weight (episode mode), None = 1.
@@ -190,8 +221,7 @@ def act_train_grads(graphdef: nnx.GraphDef, params: Any, buffers: Any, puzzle_ta
     rows = None if puzzle_table is None else jnp.take(puzzle_table, ids, axis=0)
 
     def loss_fn(p, r):
-        loss, aux = act_forward(nnx.merge(graphdef, p, buffers), carry, r, training=True, rng=rng,
-                                row_weight=row_weight)
+        loss, aux = act_forward(nnx.merge(graphdef, p, buffers), carry, r, policy, rng=rng, row_weight=row_weight)
         return loss * loss_scale, (loss, aux)
 
     (_, (loss, (new_carry, outputs, metrics))), (grads, row_grads) = jax.value_and_grad(

@@ -11,7 +11,7 @@ import numpy as np
 
 from recur_jax.core.losses import IGNORE_LABEL_ID
 from recur_jax.run import evaluate
-from recur_jax.run.train import load_for_inference
+from recur_jax.run.checkpoint import load_for_inference
 from recur_jax.tasks import sudoku
 
 
@@ -89,11 +89,13 @@ def solve_puzzles(workdir: str, arg: str, *, steps: int = 0, checkpoint_step: in
       SolveError: malformed puzzles, or a run that was not trained on Sudoku.
     """
     questions = read_puzzles(arg)
-    config, model_cfg, graphdef, params, buffers, table, _ = load_for_inference(workdir, checkpoint_step)
-    if config.data.name != "sudoku":
-        raise SolveError(f"{workdir} was trained on {config.data.name!r}, not sudoku")
-    n_steps = steps or int(config.eval.halt_max_steps or model_cfg.halt_max_steps)
-    fn = jax.jit(lambda p, b, t, batch: evaluate.eval_batch(graphdef, p, b, t, batch, n_steps))
+    run = load_for_inference(workdir, checkpoint_step)
+    if run.config.data.name != "sudoku":
+        raise SolveError(f"{workdir} was trained on {run.config.data.name!r}, not sudoku")
+    settings = evaluate.resolve_settings(run.config, run.model_cfg, **({"halt_max_steps": steps} if steps else {}))
+    n_steps = settings.halt_max_steps
+    fn = evaluate.jit_eval_step(run.graphdef, run.model_cfg, settings)
+    params, buffers, table = run.params, run.buffers, run.puzzle_table
     results = []
     bs = 64
     for start in range(0, len(questions), bs):

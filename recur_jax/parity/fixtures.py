@@ -152,11 +152,12 @@ def _run(path: str, data: dict[str, np.ndarray], steps: int, cfg: ModelConfig) -
     table = convert.load_state_dict(model, state_dict, source=path)
     graphdef, params, buffers = nnx.split(model, nnx.Param, Buffer)
     table = None if table is None else jnp.asarray(table)
+    policy = act.HaltingPolicy.for_training(cfg)
 
     @jax.jit
     def step_fn(params, carry, batch):
         loss, carry, outputs, metrics, grads, pz = act.act_train_grads(graphdef, params, buffers, table, carry,
-                                                                       batch, None)
+                                                                       batch, None, policy)
         dense = None
         if pz is not None:
             dense = jax.ops.segment_sum(pz[1], pz[0], num_segments=table.shape[0])

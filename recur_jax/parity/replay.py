@@ -214,7 +214,8 @@ def replay(curve: Curve, *, steps: int | None = None, x64: bool = False, **overr
     Raises:
       ValueError: as `train_config`, or when init/* does not fit the model (names the keys).
     """
-    from recur_jax.run.train import init_train_state, make_optimizers, make_train_step
+    from recur_jax.run.state import init_train_state, make_optimizers
+    from recur_jax.run.step import make_train_step
 
     T = curve.steps if steps is None else min(int(steps), curve.steps)
     with jax.enable_x64(x64):

@@ -1,4 +1,12 @@
-"""Orbax checkpoints of the whole training state, so that a restarted command resumes the same run.
+"""What a checkpoint holds and whether it may be resumed or loaded: Orbax checkpoints of the whole
+training state, so that a restarted command resumes the same run, and the policy around them.
+
+The policy (one home, used by training, evaluation, solving, analysis and the benchmark; none of them
+imports the training loop): `checkpoint_record` (the JSON saved beside the state), `check_resumable`
+(a checkpoint written under another model, batch, EMA, data or seed is refused before anything is
+touched), `restore_for_training` (newest readable checkpoint, fingerprint and PRNG checks) and
+`load_for_inference` (a run's weights, EMA or raw, for evaluation and solving).
+
 
 A checkpoint at step k holds the TrainState (parameters, optimizer state, EMA, puzzle table, frozen
 H_init/L_init, ACT carry, step) and a JSON record (data position = k, the resolved config, the
@@ -15,14 +23,22 @@ is used. tests/test_faults.py checks each of these.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable
 from typing import Any
 
 import jax
+import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
+
+from recur_jax.core.models import ModelConfig
+from recur_jax.io.safe_io import read_json
+from recur_jax.run.state import TrainState, init_train_state, maybe_fingerprint
+from recur_jax.run.workdir import MAX_RUN_JSON_BYTES, as_json_value
 
 log = logging.getLogger(__name__)
 
@@ -149,3 +165,166 @@ def abstract_like(tree: Any, shardings: Any = None) -> Any:
     if shardings is None:
         return jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, tree)
     return jax.tree_util.tree_map(lambda x, sh: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sh), tree, shardings)
+
+
+# --------------------------------------------------------------------------------------------------
+# What a run's checkpoint holds, and whether it may be resumed or loaded for inference
+# --------------------------------------------------------------------------------------------------
+
+STRUCTURAL_FIELDS = ("model", "global_batch_size", "ema")  # decide the checkpoint's structure
+STREAM_FIELDS = ("data", "seed")  # decide what the run trains on; --resume_anyway may change them
+
+
+def prng_impl() -> str:
+    """The name of JAX's default PRNG implementation (part of the RNG state a checkpoint records)."""
+    return str(jax.config.jax_default_prng_impl)
+
+
+def checkpoint_record(config: ml_collections.ConfigDict, state: TrainState, step: int,
+                      train_window: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON record saved beside the state of checkpoint `step`.
+
+    The RNG is stateless: every draw derives from (config.seed, step) and the data stream from
+    (data.seed + seed, step), so the record holds the data position (= step), the seeds and the PRNG
+    implementation, the resolved config, the state's sha256 `fingerprint` (checked on restore) and the
+    host-side metric window (`train_window`: so that logs continue unchanged after a resume).
+    """
+    return {"step": step, "data_position": step, "config": config.to_dict(), "fingerprint": maybe_fingerprint(state),
+            "rng": {"seed": config.seed, "data_seed": config.data.seed + config.seed, "prng_impl": prng_impl()},
+            **(train_window or {})}
+
+
+def verify_fingerprint(state: TrainState, meta: dict[str, Any]) -> None:
+    """Raises ValueError when a restored state's bytes differ from those recorded at save time."""
+    want = meta.get("fingerprint")
+    if want is not None and (got := maybe_fingerprint(state)) is not None and got != want:
+        raise ValueError(f"the restored state's sha256 {got[:16]}... differs from the {want[:16]}... recorded "
+                         f"when it was saved (garbled bytes)")
+
+
+def check_resumable(checkpointer: Checkpointer, config: ml_collections.ConfigDict, *, resume_anyway: bool
+                    ) -> tuple[int, dict[str, Any]] | None:
+    """Refuses, before anything is touched, to resume checkpoints written under another config.
+
+    The newest checkpoint whose record can be read decides. The model, global batch and EMA decide the
+    checkpoint's structure: never resumable under others. The data and seed decide what is trained:
+    resumable only with `resume_anyway`.
+
+    Returns:
+      (step, config) of the newest readable record (None: no checkpoint, or none readable: restoring
+      reports it).
+    Raises:
+      ValueError: naming the directory, the step and the field.
+    """
+    for s in reversed(checkpointer.steps()):
+        try:
+            saved = checkpointer.read_meta(s).get("config", {})
+        except Exception:  # noqa: BLE001 - an unreadable record is handled by restore_for_training
+            continue
+        for key in STRUCTURAL_FIELDS + (() if resume_anyway else STREAM_FIELDS):
+            now = config[key].to_dict() if isinstance(config[key], ml_collections.ConfigDict) else config[key]
+            if key in saved and saved[key] != as_json_value(now):  # the record is JSON (no tuples)
+                raise ValueError(f"{checkpointer.directory}: checkpoint {s} was written with a different "
+                                 f"config.{key}; resuming needs the same one (or use a new --workdir, or "
+                                 f"--overwrite)")
+        return s, saved
+    return None
+
+
+def restore_for_training(checkpointer: Checkpointer, state: TrainState
+                         ) -> tuple[int, TrainState, dict[str, Any]]:
+    """The newest readable checkpoint restored onto `state`'s shapes and shardings, or (0, state, {}).
+
+    Raises:
+      CheckpointError: checkpoints exist and none can be read.
+      ValueError: it was written under another PRNG implementation (the random streams would differ).
+    """
+    restored = checkpointer.restore(abstract_like(state), verify=verify_fingerprint)
+    if restored is None:
+        return 0, state, {}
+    step, state, meta = restored
+    saved = meta.get("rng", {}).get("prng_impl", prng_impl())
+    if saved != prng_impl():
+        raise ValueError(f"{checkpointer.directory}: checkpoint {step} was written with "
+                         f"jax_default_prng_impl={saved!r}, this process uses {prng_impl()!r}: the random "
+                         f"streams would differ; set the same one to resume")
+    return step, state, meta
+
+
+@dataclasses.dataclass
+class InferenceState:
+    """A trained run loaded for evaluation or solving (`load_for_inference`).
+
+    Attributes:
+      config: the run's resolved config (run.json); model_cfg: its model.
+      graphdef, params, buffers: the model, split (`params` are the EMA weights when the run has EMA
+        and `weights="ema"`, else the raw ones).
+      puzzle_table: [N, ndim] float32 or None.
+      step: the checkpoint's step; weights: "ema" or "raw".
+    """
+
+    config: ml_collections.ConfigDict
+    model_cfg: ModelConfig
+    graphdef: Any
+    params: Any
+    buffers: Any
+    puzzle_table: Any
+    step: int
+    weights: str
+
+
+def read_run_record(workdir: str) -> dict[str, Any]:
+    """`<workdir>/run.json` (size-limited JSON), checked to be a run record.
+
+    Raises:
+      FileNotFoundError: no run.json (the message asks whether this is a recur_jax workdir).
+      ValueError: too large, not JSON, or not a run record (names the file).
+    """
+    path = os.path.join(workdir, "run.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found: is {workdir} a recur_jax workdir?")
+    run = read_json(path, max_bytes=MAX_RUN_JSON_BYTES)
+    if not isinstance(run, dict) or not isinstance(run.get("config"), dict):
+        raise ValueError(f"{path}: expected an object with a 'config' object (a recur_jax run record)")
+    return run
+
+
+def load_for_inference(workdir: str, step: int | None = None, weights: str = "ema") -> InferenceState:
+    """Loads a trained run's checkpoint (newest, or `step`) for evaluation or solving; changes nothing.
+
+    Args:
+      workdir: a training run's workdir.
+      step: a checkpoint step (None: the newest readable one).
+      weights: "ema" (the EMA weights, when the run has EMA; else the raw ones) or "raw".
+    Raises:
+      FileNotFoundError: no run.json or no checkpoint in `workdir`.
+      ValueError: run.json is too large, not JSON, or not a run record (names the file); unknown weights.
+      CheckpointError: `step` (or every checkpoint) cannot be read.
+    """
+    if weights not in ("ema", "raw"):
+        raise ValueError(f"weights={weights!r}: expected 'ema' or 'raw'")
+    config = ml_collections.ConfigDict(read_run_record(workdir)["config"])
+    model_cfg = ModelConfig.from_dict(config.model.to_dict())
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=max(1, config.checkpoint.keep), async_save=False)
+    try:
+        if not ckpt.steps():
+            raise FileNotFoundError(f"no checkpoint in {ckpt.directory}")
+        example = {"inputs": np.zeros((config.global_batch_size, model_cfg.seq_len), np.int32),
+                   "labels": np.zeros((config.global_batch_size, model_cfg.seq_len), np.int32),
+                   "puzzle_identifiers": np.zeros((config.global_batch_size,), np.int32)}
+        graphdef, state = init_train_state(config, model_cfg, example)
+        restored = ckpt.restore(abstract_like(state), step)
+    finally:
+        ckpt.close()
+    if restored is None:
+        raise FileNotFoundError(f"no readable checkpoint in {ckpt.directory}")
+    s, state, _ = restored
+    use_ema = weights == "ema" and bool(config.ema)
+    return InferenceState(config=config, model_cfg=model_cfg, graphdef=graphdef,
+                          params=state.ema_params if use_ema else state.params, buffers=state.buffers,
+                          puzzle_table=state.puzzle_table, step=s, weights="ema" if use_ema else "raw")
+
+
+__all__ = ["CheckpointError", "Checkpointer", "InferenceState", "abstract_like", "check_resumable",
+           "checkpoint_record", "load_for_inference", "prng_impl", "read_run_record", "restore_for_training",
+           "verify_fingerprint"]

@@ -13,16 +13,62 @@ A task may add its own metrics through an evaluator (`Task.make_evaluator`): an 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from typing import Any, Callable, Protocol
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from flax import nnx
 
 from recur_jax.core import act
 from recur_jax.core.losses import IGNORE_LABEL_ID
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSettings:
+    """How a run is evaluated, resolved once (`resolve_settings`) and passed to every evaluator.
+
+    Attributes:
+      halt_max_steps: N, supervision steps per test batch (the budget; may exceed training's).
+      global_batch_size: rows per evaluation batch.
+      max_examples: evaluate at most this many test examples (None: all).
+    """
+
+    halt_max_steps: int
+    global_batch_size: int
+    max_examples: int | None
+
+    def halting(self, model_cfg) -> act.HaltingPolicy:
+        """The halting policy of this evaluation (`act.HaltingPolicy.for_evaluation`)."""
+        return act.HaltingPolicy.for_evaluation(model_cfg, self.halt_max_steps)
+
+
+def resolve_settings(config: ml_collections.ConfigDict, model_cfg, **overrides: Any) -> EvalSettings:
+    """The one rule for the evaluation settings: `config.eval.X`, where 0 means the default.
+
+    halt_max_steps 0: the model's `halt_max_steps` (training's budget); global_batch_size 0: the training
+    `global_batch_size`; max_examples 0: the whole test set.
+
+    Args:
+      config: a training config (or a run's recorded one); model_cfg: its ModelConfig.
+      overrides: values that replace the config's before the rule (e.g. `halt_max_steps=32`).
+    Raises:
+      ValueError: a negative value, or an override that names no evaluation setting.
+    """
+    values = {k: int(config.eval[k]) for k in ("halt_max_steps", "global_batch_size", "max_examples")}
+    for k, v in overrides.items():
+        if k not in values:
+            raise ValueError(f"evaluation setting {k!r}: expected one of {sorted(values)}")
+        values[k] = int(v)
+    for k, v in values.items():
+        if v < 0:
+            raise ValueError(f"eval.{k}={v}: expected an integer >= 0 (0: the default)")
+    return EvalSettings(halt_max_steps=values["halt_max_steps"] or int(model_cfg.halt_max_steps),
+                        global_batch_size=values["global_batch_size"] or int(config.global_batch_size),
+                        max_examples=values["max_examples"] or None)
 
 
 class Evaluator(Protocol):
@@ -49,7 +95,7 @@ SUM_KEYS = ("count", "accuracy", "exact_accuracy", "q_halt_accuracy", "steps", "
 
 
 def eval_batch(graphdef: nnx.GraphDef, params: Any, buffers: Any, puzzle_table: jax.Array | None,
-               batch: act.Batch, num_steps: int) -> dict[str, jax.Array]:
+               batch: act.Batch, policy: act.HaltingPolicy) -> dict[str, jax.Array]:
     """Runs `num_steps` evaluation ACT steps on one batch (a `lax.scan`), pure and jittable.
 
     Args:
@@ -57,14 +103,13 @@ def eval_batch(graphdef: nnx.GraphDef, params: Any, buffers: Any, puzzle_table: 
         (pass the EMA parameters to evaluate the EMA model).
       puzzle_table: [num_ids, ndim] float32 or None.
       batch: inputs/labels [B, S] int32, puzzle_identifiers [B] int32.
-      num_steps: the supervision-step budget N >= 1.
+      policy: the evaluation halting policy (`EvalSettings.halting`): N = policy.halt_max_steps steps.
     Returns:
       dict with the last step's metric sums (SUM_KEYS, float32 scalars), `exact_by_step` [N] float32
       (rows exactly correct after each step, among rows with labels), `preds` [B, S] int32 (argmax
       after step N), `q_halt_logits` [N, B] float32 and `seq_correct` [B] bool.
     """
-    if num_steps < 1:
-        raise ValueError(f"eval halt_max_steps must be >= 1, got {num_steps}")
+    num_steps = policy.halt_max_steps
     model = nnx.merge(graphdef, params, buffers)
     H_init, L_init = model.H_init[...], model.L_init[...]
     mask = batch["labels"] != IGNORE_LABEL_ID
@@ -74,7 +119,7 @@ def eval_batch(graphdef: nnx.GraphDef, params: Any, buffers: Any, puzzle_table: 
 
     def step(carry, _):
         carry = act.reset_carry(carry, batch, H_init, L_init)
-        _, (carry, outputs, metrics) = act.act_forward(model, carry, rows, training=False, halt_max_steps=num_steps)
+        _, (carry, outputs, metrics) = act.act_forward(model, carry, rows, policy)
         preds = jnp.argmax(outputs["logits"], axis=-1).astype(jnp.int32)
         correct = jnp.all(jnp.where(mask, preds == batch["labels"], True), axis=-1)
         exact = jnp.sum(correct & has_labels).astype(jnp.float32)
@@ -84,6 +129,25 @@ def eval_batch(graphdef: nnx.GraphDef, params: Any, buffers: Any, puzzle_table: 
     out = {k: metrics[k][-1] for k in SUM_KEYS}
     out.update(exact_by_step=exact, preds=preds[-1], q_halt_logits=q_halt, seq_correct=correct[-1])
     return out
+
+
+def jit_eval_step(graphdef: nnx.GraphDef, model_cfg, settings: EvalSettings, compute_shardings: Any = None,
+                  in_shardings: Any = None, out_shardings: Any = None) -> Callable[..., dict[str, jax.Array]]:
+    """`eval_batch` jitted with the graph and policy bound: (params, buffers, puzzle_table, batch) -> dict.
+
+    Args:
+      compute_shardings: the parameters are constrained to these inside (FSDP all-gather), or None.
+      in_shardings, out_shardings: as `jax.jit` (None: placement by the inputs).
+    """
+    policy = settings.halting(model_cfg)
+
+    def step(params, buffers, table, batch):
+        if compute_shardings is not None:
+            params = jax.lax.with_sharding_constraint(params, compute_shardings)
+        return eval_batch(graphdef, params, buffers, table, batch, policy)
+
+    kw = {} if in_shardings is None else {"in_shardings": in_shardings, "out_shardings": out_shardings}
+    return jax.jit(step, **kw)
 
 
 def evaluate(eval_fn: Callable[..., dict[str, jax.Array]], params: Any, buffers: Any,

@@ -258,7 +258,7 @@ def compute_shardings(param_sh: Any) -> Any:
     start of a step the parameters are all-gathered over `fsdp` (kept sharded over `model`), the
     forward/backward runs data-parallel over the rows, the gradients are summed over the rows in
     the same layout, and each device updates only its stored shard (optimizer maths on 1/fsdp of
-    the parameters). `train.make_train_step` constrains parameters and gradients to these
+    the parameters). `step.make_train_step` constrains parameters and gradients to these
     shardings; without that XLA may reshard the [B, L, D] activations to match the weights
     instead (slow: "involuntary full rematerialization"). The transient full copy of parameters
     and gradients is small for these models (tens of MB at most).
@@ -356,7 +356,7 @@ def check_process_rows(sharding: NamedSharding, global_rows: int) -> None:
 
 
 def state_shardings(abstract_state: Any, mesh: Mesh, config: ml_collections.ConfigDict) -> Any:
-    """NamedShardings for a `train.TrainState` (given abstractly, e.g. by `jax.eval_shape`).
+    """NamedShardings for a `state.TrainState` (given abstractly, e.g. by `jax.eval_shape`).
 
     params, opt_state moments, ema_params: by `param_rules` (FSDP over `fsdp`, tensor parallel over
     `model`); puzzle_table: rows over the `puzzle` rule's axes; carry: rows over the `batch` rule's
@@ -393,7 +393,7 @@ def init_sharded(init_fn: Callable[[], tuple[Any, Any]], mesh: Mesh, config: ml_
     """Builds a TrainState directly in its shardings (no full copy on one device first).
 
     Args:
-      init_fn: () -> (graphdef, TrainState), e.g. `lambda: train.init_train_state(config, model_cfg, example)`.
+      init_fn: () -> (graphdef, TrainState), e.g. `lambda: state.init_train_state(config, model_cfg, example)`.
     Returns:
       (graphdef, shardings of the state (`state_shardings`), the state placed accordingly).
     """

@@ -71,6 +71,8 @@ def latent_trajectory(graphdef_1: nnx.GraphDef, params: Any, buffers: Any, puzzl
     weight = has_labels.astype(jnp.float32)
     rows = None if puzzle_table is None else jnp.take(puzzle_table, batch["puzzle_identifiers"], axis=0)
     z_H, z_L = model.initial_latents(batch["inputs"].shape[0])
+    # where the Q head would halt: the training rule without exploration, over the analysis budget
+    q_policy = act.HaltingPolicy(halt_max_steps=num_steps, training=True, no_ACT_continue=cfg.no_ACT_continue)
 
     def rel(new, old):
         new, old = new.astype(jnp.float32), old.astype(jnp.float32)
@@ -89,8 +91,7 @@ def latent_trajectory(graphdef_1: nnx.GraphDef, params: Any, buffers: Any, puzzl
         preds = jnp.argmax(last.logits, axis=-1)
         correct = jnp.all(jnp.where(mask, preds == batch["labels"], True), axis=-1) & has_labels
         steps = jnp.full(correct.shape, step_index + 1, jnp.int32)
-        halted, _ = act.halting(steps, last.q_halt, last.q_continue, halt_max_steps=num_steps,
-                                no_ACT_continue=cfg.no_ACT_continue, exploration_prob=0.0, training=True, rng=None)
+        halted, _ = act.halting(steps, last.q_halt, last.q_continue, q_policy, rng=None)
         return carry, (r_H, r_L, correct, halted)
 
     _, (r_H, r_L, correct, halted) = jax.lax.scan(step, (z_H, z_L), jnp.arange(num_steps))
@@ -122,16 +123,19 @@ def analyze_run(workdir: str, max_examples: int = 256, halt_max_steps: int = 0, 
       (list over N), halt_step_histogram (counts for steps 1..N), exact_accuracy_at_halt.
 
     Raises:
-      FileNotFoundError: no run.json or checkpoint in `workdir` (from `train.load_for_inference`).
+      FileNotFoundError: no run.json or checkpoint in `workdir` (from `checkpoint.load_for_inference`).
     """
+    from recur_jax.run.checkpoint import load_for_inference
+    from recur_jax.run.evaluate import resolve_settings
     from recur_jax.tasks.loader import eval_batches
     from recur_jax.tasks.registry import build_task
-    from recur_jax.run.train import load_for_inference
 
     if not os.path.isdir(os.path.join(workdir, "checkpoints")):
         raise FileNotFoundError(f"no checkpoints directory in {workdir}")
-    config, model_cfg, _, params, buffers, table, ckpt_step = load_for_inference(workdir)
-    N = int(halt_max_steps) or 2 * int(model_cfg.halt_max_steps)
+    run = load_for_inference(workdir)
+    config, model_cfg, params, buffers, table, ckpt_step = (run.config, run.model_cfg, run.params, run.buffers,
+                                                            run.puzzle_table, run.step)
+    N = int(halt_max_steps) or 2 * resolve_settings(config, model_cfg).halt_max_steps
     key = {"step": int(ckpt_step), "max_examples": int(max_examples), "halt_max_steps": N}
     cache_path = os.path.join(workdir, ANALYSIS_FILE)
     if use_cache and os.path.isfile(cache_path):

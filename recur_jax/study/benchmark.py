@@ -1,7 +1,7 @@
 """Benchmark of the training and evaluation steps: throughput, MFU, compile time, XLA memory.
 
 `run_benchmark(config)` builds the model, optimizer state and ACT carry exactly as training does
-(`train.init_train_state`, `train.make_train_step`), feeds a fixed synthetic batch of the configured
+(`state.init_train_state`, `step.make_train_step`), feeds a fixed synthetic batch of the configured
 shapes (token ids in [1, V), no data pipeline), compiles the jitted step ahead of time (state
 donated, as in training) and times it. Reported per config (one dict, printed as one JSON line by
 `launch.benchmark`):
@@ -42,7 +42,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from recur_jax.core import flops
 from recur_jax.core.models import ModelConfig
-from recur_jax.run import evaluate, sharding, train
+from recur_jax.run import config as run_config, evaluate, sharding
+from recur_jax.run.state import TrainState, init_train_state
+from recur_jax.run.step import make_train_step
 
 
 def synthetic_batch(model_cfg: ModelConfig, batch_size: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -128,16 +130,16 @@ def unrolled_xla_flops(step: Callable, args: tuple, config: ml_collections.Confi
 def _build(config: ml_collections.ConfigDict) -> dict[str, Any]:
     """Model, state (placed), synthetic batch and the jitted (donating) train step of `config`."""
     devices = jax.devices()
-    train.validate_config(config, len(devices))
+    run_config.validate(config, len(devices))
     model_cfg = ModelConfig.from_dict(config.model.to_dict())
     B = int(config.global_batch_size)
     mesh = sharding.make_mesh(config)  # the mesh and placement of training (config.mesh, config.sharding)
     replicated, by_row = NamedSharding(mesh, P()), sharding.batch_sharding(mesh, config)
     host_batch = synthetic_batch(model_cfg, B, int(config.seed))
     graphdef, shardings, state = sharding.init_sharded(
-        lambda: train.init_train_state(config, model_cfg, host_batch), mesh, config)
+        lambda: init_train_state(config, model_cfg, host_batch), mesh, config)
     batch = {k: jax.device_put(v, by_row) for k, v in host_batch.items()}
-    step = train.make_train_step(graphdef, config, model_cfg, sharding.compute_shardings(shardings.params))
+    step = make_train_step(graphdef, config, model_cfg, sharding.compute_shardings(shardings.params))
     step_jit = jax.jit(step, in_shardings=(shardings, by_row), out_shardings=(shardings, replicated),
                        donate_argnums=(0,))
     return {"model_cfg": model_cfg, "batch_size": B, "devices": devices, "graphdef": graphdef, "state": state,
@@ -236,8 +238,8 @@ def run_benchmark(config: ml_collections.ConfigDict, *, warmup: int = 2, iters: 
     res.update(memory_bytes(compiled))
 
     if run_eval:
-        n_eval = int(config.eval.halt_max_steps) or model_cfg.halt_max_steps
-        eval_jit = jax.jit(lambda p, b, t, x: evaluate.eval_batch(graphdef, p, b, t, x, n_eval))
+        n_eval = evaluate.resolve_settings(config, model_cfg).halt_max_steps
+        eval_jit = evaluate.jit_eval_step(graphdef, model_cfg, evaluate.resolve_settings(config, model_cfg))
         st = holder["state"]
         t0 = time.perf_counter()
         eval_c = eval_jit.lower(st.params, st.buffers, st.puzzle_table, batch).compile()
@@ -270,7 +272,7 @@ def run_benchmark(config: ml_collections.ConfigDict, *, warmup: int = 2, iters: 
     return res
 
 
-def state_like(state: train.TrainState) -> train.TrainState:
+def state_like(state: TrainState) -> TrainState:
     """Abstract shapes of a state (for tracing without touching donated buffers)."""
     return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
 
