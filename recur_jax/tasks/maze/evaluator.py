@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from recur_jax.core.losses import IGNORE_LABEL_ID
-from recur_jax.tasks import images as report
+from recur_jax.tasks import images
 from recur_jax.tasks import maze
 
 
@@ -67,7 +67,7 @@ class MazeEvaluator:
             figs = []
             for name, tokens in (("question", q), ("target", lab), ("prediction", pred)):
                 t = np.clip(np.where(tokens == IGNORE_LABEL_ID, 0, tokens), 0, 5)
-                report.maze_png(t, os.path.join(png, f"m{i:03d}_{name}.png"))
+                images.maze_png(t, os.path.join(png, f"m{i:03d}_{name}.png"))
                 figs.append(f"<figure style='display:inline-block'><img src='png/m{i:03d}_{name}.png'>"
                             f"<figcaption>{name}</figcaption></figure>")
             exact = bool(np.array_equal(lab, pred))

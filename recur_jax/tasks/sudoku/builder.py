@@ -1,13 +1,7 @@
 """TFDS builder for Sudoku: the Sudoku-Extreme CSV files or the built-in generator, as ArrayRecord.
 
-Written with `file_format="array_record"` and read back with `builder.as_data_source()` (random
-access `ds[i]`, `len(ds)`); TensorFlow is neither needed nor imported.
-
-Each set of build parameters is its own BuilderConfig whose name encodes them (`csv_<hash>` or
-`generated_<hash>`, a 12-hex-digit SHA-256 of the parameters), so different paths, sizes, seeds or
-tiers never collide in one data_dir, and a second call with the same parameters reuses the files.
-Examples are written with shuffling disabled under keys 0..N-1, so `ds[i]` is example i of the
-split in a fixed order: the same parameters always give the same order.
+Config names `csv_<hash>` / `generated_<hash>`, ArrayRecord in a fixed order, reuse of built files:
+`recur_jax.tasks.builder`. TensorFlow is neither needed nor imported.
 
 Splits (TRM.md 6.2, HRM.md 5.1, seeded here):
   * source "csv": `path` holds train.csv and test.csv. train = `sudoku.subsample(read_csv(train.csv),
@@ -23,8 +17,6 @@ Augmentation is not stored: it is applied on the fly by the loaders (`sudoku.aug
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 from typing import Any
 
@@ -32,10 +24,10 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from recur_jax.tasks import sudoku
+from recur_jax.tasks.builder import VERSION, ArrayRecordBuilder, config_name, csv_identity, prepare
 
 SPLITS = ("train", "test")
 DEFAULT_NUM_TEST_GENERATED = 10000
-_VERSION = "1.0.0"
 
 
 @dataclasses.dataclass(eq=False)
@@ -79,19 +71,11 @@ class SudokuConfig(tfds.core.BuilderConfig):
                              f"expected non-negative ints")
         num_test = num_test or None
         identity: dict[str, Any] = {"source": source, "seed": int(seed), "num_train": int(num_train),
-                                    "format": _VERSION}
+                                    "format": VERSION}
         if source == "csv":
             if not path:
                 raise ValueError("sudoku data source='csv' needs path=<directory with train.csv and test.csv>")
-            path = os.path.abspath(os.fspath(path))
-            files = {}
-            for split in SPLITS:
-                f = os.path.join(path, f"{split}.csv")
-                if not os.path.isfile(f):
-                    raise FileNotFoundError(f"{f}: not found; expected the Sudoku-Extreme files train.csv "
-                                            f"and test.csv in {path}")
-                st = os.stat(f)
-                files[split] = [st.st_size, st.st_mtime_ns]
+            path, files = csv_identity(path, SPLITS, "Sudoku-Extreme")
             identity.update(path=path, num_test=num_test, files=files)
             tier = None
         else:
@@ -100,9 +84,8 @@ class SudokuConfig(tfds.core.BuilderConfig):
             path = None
             num_test = DEFAULT_NUM_TEST_GENERATED if num_test is None else int(num_test)
             identity.update(num_test=num_test, tier=tier)
-        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
-        return cls(name=f"{source}_{digest}", version=_VERSION, description=json.dumps(identity, sort_keys=True),
-                   source=source, path=path, seed=int(seed), num_train=int(num_train), num_test=num_test,
+        name, description = config_name(source, identity)
+        return cls(name=name, version=VERSION, description=description, source=source, path=path, seed=int(seed), num_train=int(num_train), num_test=num_test,
                    tier=tier, workers=workers)
 
     def load(self) -> dict[str, sudoku.SudokuSet]:
@@ -128,39 +111,23 @@ class SudokuConfig(tfds.core.BuilderConfig):
                 for stream, (split, n) in enumerate((("train", self.num_train), ("test", self.num_test)))}
 
 
-class Sudoku(tfds.core.GeneratorBasedBuilder):
+class Sudoku(ArrayRecordBuilder):
     """TFDS builder "sudoku": question uint8 [81] (0 = blank), answer uint8 [81], rating float32.
 
     Construct with `config=SudokuConfig.make(...)`; there are no predefined configs. `build_sudoku` is
     the usual entry point.
     """
 
-    VERSION = tfds.core.Version(_VERSION)
-    RELEASE_NOTES = {_VERSION: "Sudoku-Extreme CSV (seeded subsample) or generated puzzles."}
-    BUILDER_CONFIGS: list[SudokuConfig] = []
+    RELEASE_NOTES = {VERSION: "Sudoku-Extreme CSV (seeded subsample) or generated puzzles."}
+    HOMEPAGE = "https://huggingface.co/datasets/sapientinc/sudoku-extreme"
 
-    def __init__(self, *args, preloaded: dict[str, sudoku.SudokuSet] | None = None, **kwargs):
-        self._preloaded = preloaded
-        super().__init__(*args, **kwargs)
-
-    def _info(self) -> tfds.core.DatasetInfo:
-        return self.dataset_info_from_configs(
-            features=tfds.features.FeaturesDict({
-                "question": tfds.features.Tensor(shape=(sudoku.SEQ_LEN,), dtype=np.uint8),
+    def features(self) -> dict[str, Any]:
+        return {"question": tfds.features.Tensor(shape=(sudoku.SEQ_LEN,), dtype=np.uint8),
                 "answer": tfds.features.Tensor(shape=(sudoku.SEQ_LEN,), dtype=np.uint8),
-                "rating": tfds.features.Scalar(dtype=np.float32),
-            }),
-            disable_shuffling=True,  # keys 0..N-1 in order: ds[i] is example i
-            homepage="https://huggingface.co/datasets/sapientinc/sudoku-extreme",
-        )
+                "rating": tfds.features.Scalar(dtype=np.float32)}
 
-    def _split_generators(self, dl_manager):
-        sets = self._preloaded if self._preloaded is not None else self.builder_config.load()
-        return {split: self._generate_examples(sets[split]) for split in SPLITS}
-
-    def _generate_examples(self, data: sudoku.SudokuSet):
-        for i in range(len(data)):
-            yield i, {"question": data.questions[i], "answer": data.answers[i], "rating": data.ratings[i]}
+    def example(self, data: sudoku.SudokuSet, i: int) -> dict[str, Any]:
+        return {"question": data.questions[i], "answer": data.answers[i], "rating": data.ratings[i]}
 
 
 def build_sudoku(data_dir: str | os.PathLike, *, source: str, path: str | os.PathLike | None = None, seed: int = 0,
@@ -187,11 +154,5 @@ def build_sudoku(data_dir: str | os.PathLike, *, source: str, path: str | os.Pat
     """
     config = SudokuConfig.make(source=source, path=path, seed=seed, num_train=num_train, num_test=num_test,
                                tier=tier, workers=workers)
-    data_dir = os.fspath(data_dir)
-    builder = Sudoku(config=config, data_dir=data_dir, file_format="array_record")
-    if not builder.is_prepared():
-        # Load (and validate) before TFDS runs, so that data errors surface unchanged.
-        builder = Sudoku(config=config, data_dir=data_dir, file_format="array_record", preloaded=config.load())
-        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-            download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS))
+    builder, _ = prepare(Sudoku, config, data_dir)
     return {split: builder.as_data_source(split) for split in SPLITS}
