@@ -6,6 +6,8 @@
 * `resolve_inside(base, relative)`: a path taken from a data file, resolved under `base`; absolute
   paths, `..` and symlinks that lead out of `base` are refused.
 * `check_size(path, max_bytes)`: the size guard on its own (CSV readers, torch checkpoints).
+* `read_npz(path, what)`: the arrays of an `.npz` archive, never unpickling; a single `.npy`, a
+  pickle, a text file or a torn archive is one error naming the file and what was expected.
 * `write_json_atomic(path, obj)` / `write_text_atomic`: write to a temporary file in the same
   directory, flush and fsync it, then `os.replace` it over the target: readers see the old file or the
   new one, never a torn one.
@@ -16,7 +18,10 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
 from typing import Any
+
+import numpy as np
 
 DEFAULT_MAX_JSON_BYTES = 64 << 20  # run records and metadata are kilobytes; data files are issue-specific
 DEFAULT_MAX_JSON_DEPTH = 64
@@ -24,6 +29,34 @@ DEFAULT_MAX_JSON_DEPTH = 64
 
 class UnsafeInputError(ValueError):
     """A file exceeds a size/shape limit or names a path outside its data directory (message names it)."""
+
+
+def read_npz(path: str | os.PathLike, what: str) -> dict[str, np.ndarray]:
+    """name -> array of an `.npz` archive of plain arrays, read whole; object arrays are never unpickled.
+
+    Args:
+      path: the file; what: what it should be, for the errors (e.g. "golden-value fixture").
+    Raises:
+      ValueError: not an .npz archive (a single .npy, text, a torn archive) or one holding Python
+        objects; the message names the file and `what`, and never suggests allow_pickle.
+      OSError: the file cannot be opened (FileNotFoundError names it).
+    """
+    path = os.fspath(path)
+    try:
+        npz = np.load(path, allow_pickle=False)
+        if not isinstance(npz, np.lib.npyio.NpzFile):
+            raise ValueError(f"{path}: a single .npy array, not a {what} (.npz archive)")
+        with npz:
+            return {k: npz[k] for k in npz.files}
+    except ValueError as e:
+        if "pickle" in str(e).lower():
+            raise ValueError(f"{path}: holds Python objects, not a {what} (.npz of plain arrays); refused "
+                             f"without unpickling") from None
+        if str(e).startswith(path):
+            raise
+        raise ValueError(f"{path}: not a {what} (.npz archive): {e}") from None
+    except (zipfile.BadZipFile, EOFError) as e:
+        raise ValueError(f"{path}: not a {what} (.npz archive): {e}") from None
 
 
 def check_size(path: str | os.PathLike, max_bytes: int, what: str = "file") -> int:

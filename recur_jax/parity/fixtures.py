@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
 from typing import Any
 
 import jax
@@ -47,6 +46,7 @@ from flax import nnx
 from recur_jax.core import act, convert, losses
 from recur_jax.core.layers import Buffer
 from recur_jax.core.models import ModelConfig, build_model
+from recur_jax.io.safe_io import read_npz
 
 RATIO = 10.0  # error / rounding floor allowed (measured at most 5.1, module docstring)
 MIN_FLOOR = 2.0 ** -20  # 16 float32 ulps, relative
@@ -82,9 +82,9 @@ def _rel(ours: np.ndarray, ref: np.ndarray, scale_of: np.ndarray | None = None) 
     return err / scale if scale > 0 else err
 
 
-def _num_steps(data: Any) -> int:
+def _num_steps(data: dict[str, np.ndarray]) -> int:
     try:
-        steps = {int(k.split("/")[0][4:]) for k in data.files if k.startswith("step")}
+        steps = {int(k.split("/")[0][4:]) for k in data if k.startswith("step")}
     except ValueError:
         raise ValueError("keys starting with 'step' must be step<t>/...") from None
     if not steps:
@@ -127,22 +127,11 @@ def run_fixture(path: str | os.PathLike, *, x64: bool = False) -> dict[str, Any]
 
 def _load(path: str) -> tuple[dict[str, np.ndarray], int]:
     """Reads a fixture (never unpickling); errors name the file and say what was expected."""
+    data = read_npz(path, "golden-value fixture")
     try:
-        npz = np.load(path, allow_pickle=False)
-        if not isinstance(npz, np.lib.npyio.NpzFile):
-            raise ValueError(f"{path}: a single .npy array, not a golden-value fixture (.npz archive)")
-        with npz:
-            data = {k: npz[k] for k in npz.files}
-            steps = _num_steps(npz)
+        steps = _num_steps(data)
     except ValueError as e:
-        if "pickle" in str(e).lower():
-            raise ValueError(f"{path}: holds Python objects, not a golden-value fixture (.npz of plain arrays); "
-                             f"refused without unpickling") from None
-        if str(e).startswith(path):
-            raise
-        raise ValueError(f"{path}: not a golden-value fixture (.npz archive): {e}") from None
-    except (zipfile.BadZipFile, EOFError) as e:
-        raise ValueError(f"{path}: not a golden-value fixture (.npz archive): {e}") from None
+        raise ValueError(f"{path}: {e}") from None
     return data, steps
 
 

@@ -38,7 +38,6 @@ import dataclasses
 import json
 import math
 import os
-import zipfile
 from typing import Any
 
 import jax
@@ -47,9 +46,10 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from recur_jax.core import act, convert, optim
+from recur_jax.core import act, convert
 from recur_jax.core.layers import Buffer
 from recur_jax.core.models import ModelConfig, build_model
+from recur_jax.io.safe_io import read_npz
 from recur_jax.parity import fixtures as parity
 from recur_jax.run import sharding
 
@@ -92,21 +92,7 @@ def load_curve(path: str | os.PathLike) -> Curve:
         not 1..T, a batch of the wrong shape, ...).
     """
     path = os.fspath(path)
-    try:
-        npz = np.load(path, allow_pickle=False)
-        if not isinstance(npz, np.lib.npyio.NpzFile):
-            raise ValueError(f"{path}: a single .npy array, not a training-curve file (.npz archive)")
-        with npz:
-            data = {k: npz[k] for k in npz.files}
-    except ValueError as e:
-        if "pickle" in str(e).lower():
-            raise ValueError(f"{path}: holds Python objects, not a training-curve file (.npz of plain arrays); "
-                             f"refused without unpickling") from None
-        if str(e).startswith(path):
-            raise
-        raise ValueError(f"{path}: not a training-curve file (.npz archive): {e}") from None
-    except (zipfile.BadZipFile, EOFError) as e:
-        raise ValueError(f"{path}: not a training-curve file (.npz archive): {e}") from None
+    data = read_npz(path, "training-curve file")
     if "config" not in data:
         raise ValueError(f"{path}: no 'config' entry (a training-curve file has config, init/*, final/*, step<t>/*)")
     try:

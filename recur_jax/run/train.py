@@ -27,7 +27,6 @@ import numpy as np
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from recur_jax.core import act
 from recur_jax.core.models import ModelConfig, count_params
 from recur_jax.io.safe_io import write_json_atomic
 from recur_jax.run import checkpoint, config as run_config, evaluate, sharding
