@@ -8,7 +8,6 @@ Figures and their units: see `recur_jax.study.benchmark`.
 """
 
 import json
-import sys
 
 from absl import app, flags
 
@@ -25,7 +24,6 @@ flags.DEFINE_bool("peak", True, "Measure the matmul peak in the same run (for MF
 flags.DEFINE_bool("xla_flops", True, "Cross-check the FLOP count with XLA's cost analysis of the unrolled step.")
 flags.DEFINE_integer("peak_size", 0, "n of the n x n peak matmul (0: 2048 on CPU, 8192 on accelerators).")
 flags.DEFINE_bool("compile_only", False, "Only compile the training step: compile_s and memory, no timing.")
-flags.DEFINE_bool("traceback", False, "Show full tracebacks for errors.")
 
 
 def main(argv):
@@ -60,13 +58,10 @@ def main(argv):
             if key is not None:
                 res = {"sweep": key, "value": v, **res}
             print(json.dumps(res), flush=True)
-    except (AttributeError, KeyError, ValueError, TypeError, OSError) as e:
-        if F.traceback:
-            raise
-        print(f"error: {cli.one_line(e)}", file=sys.stderr)
-        return 2
+    except (AttributeError, KeyError, TypeError) as e:  # an unknown --sweep key or a value of the wrong type
+        raise app.UsageError(cli.one_line(e)) from e
     return 0
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=cli.parse_flags)
+    cli.run(main)

@@ -24,6 +24,8 @@ from collections.abc import Sequence
 
 from absl import app, flags
 
+from launch import cli
+
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -85,6 +87,13 @@ def launch(args: Sequence[str], *, num_processes: int, devices_per_process: int,
     Returns:
       0 if every process exited with 0, else the first non-zero exit code (124 on timeout).
     """
+    if num_processes < 1 or devices_per_process < 1:
+        raise ValueError(f"--num_processes={num_processes}, --devices_per_process={devices_per_process}: "
+                         f"expected integers >= 1")
+    if port is not None and not 0 < port < 65536:
+        raise ValueError(f"--port={port}: expected a TCP port in 1..65535")
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"--timeout={timeout}: expected a number of seconds > 0")
     port = free_port() if port is None else port
     procs, pumps = [], []
     for i in range(num_processes):
@@ -136,11 +145,16 @@ def define_flags() -> None:
 
 
 def main(argv):
+    """Exit status: the first non-zero status of the processes (124 on timeout), or 2 for bad flags."""
     f = flags.FLAGS
+    if f.num_processes < 1 or f.devices_per_process < 1 or (f.port is not None and not 0 < f.port < 65536) or (
+            f.timeout is not None and not f.timeout > 0):
+        raise app.UsageError(f"--num_processes={f.num_processes} and --devices_per_process={f.devices_per_process} "
+                             f"must be >= 1, --port in 1..65535, --timeout > 0")
     return launch(argv[1:], num_processes=f.num_processes, devices_per_process=f.devices_per_process, module=f.module,
                   port=f.port, timeout=f.timeout)
 
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

@@ -22,7 +22,6 @@ from recur_jax.run import distributed
 
 cli.define_config("trm_sudoku.py:mlp,cpu")  # parsed here, with the --config.KEY overrides of the command line
 flags.DEFINE_string("workdir", "runs/trm_sudoku_cpu", "Output directory (checkpoints, metrics, summary).")
-flags.DEFINE_bool("traceback", False, "Show the full traceback for configuration and data errors.")
 distributed.define_flags(flags)
 flags.DEFINE_bool("overwrite", False, "The workdir holds another run: move its files to <workdir>/previous/<time>/ "
                   "and start over.")
@@ -47,6 +46,7 @@ def print_summary(summary: dict) -> None:
 
 
 def main(argv):
+    """Exit status as `launch.cli` (0 also after a preemption checkpoint; the line says how to resume)."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     try:
@@ -55,23 +55,17 @@ def main(argv):
     except (AttributeError, KeyError, ValueError, TypeError, OSError) as e:
         if flags.FLAGS.traceback:
             raise
-        print(f"error: invalid --config or override: {cli.one_line(e)}", file=sys.stderr)
-        return 2
-    try:  # XLA reads its flags when the first backend starts: before distributed init and any computation
-        from recur_jax.run import perf
+        print(f"usage error: invalid --config or override: {cli.one_line(e)}", file=sys.stderr)
+        return cli.EXIT_USAGE
+    from recur_jax.run import perf
 
-        perf.apply_config(config)  # may re-execute this command
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    perf.apply_config(config)  # XLA reads its flags when the first backend starts; may re-execute this command
     try:
         distributed.initialize_from_flags(flags.FLAGS)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    from recur_jax.run.checkpoint import CheckpointError
+    except ValueError as e:  # the process flags or their environment variables
+        raise app.UsageError(str(e)) from e
     from recur_jax.run.preemption import Preempted
-    from recur_jax.run.train import TrainingDiverged, train_and_evaluate
+    from recur_jax.run.train import train_and_evaluate
 
     try:
         summary = train_and_evaluate(config, flags.FLAGS.workdir, overwrite=flags.FLAGS.overwrite,
@@ -81,15 +75,10 @@ def main(argv):
         print(f"{e}. To resume, run the same command again: python -m launch.main {shlex.join(again)}",
               flush=True)
         return 0
-    except (ValueError, FileNotFoundError, TrainingDiverged, CheckpointError) as e:
-        if flags.FLAGS.traceback:
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print(f"interrupted; run the same command again to resume from the last checkpoint in "
               f"{flags.FLAGS.workdir}", file=sys.stderr)
-        return 130
+        return cli.EXIT_INTERRUPTED
     import jax
 
     if jax.process_index() == 0:
@@ -98,4 +87,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=cli.parse_flags)
+    cli.run(main)

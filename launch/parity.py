@@ -11,8 +11,8 @@ judged against the rounding floor that the float64 run measures. A curve file (`
 recognised by its `init/*` weights, or forced with --curve) is replayed with recur_jax's training step,
 in float32 and float64, and a PNG of both curves is written next to the file (or into --out).
 
-Prints one JSON line per file. Exit status: 0 all within tolerance, 1 a file outside it, 2 a file that
-cannot be read (the line says why) or a usage error.
+Prints one JSON line per file. Exit status (`launch.cli`): 0 all within tolerance, 3 a file outside it,
+1 a file that is not a fixture or curve or cannot be read (its line says why; never a traceback), 2 usage.
 """
 
 import json
@@ -21,12 +21,13 @@ import sys
 
 from absl import app, flags
 
+from launch import cli
+
 flags.DEFINE_bool("curve", False, "Treat every file as a training-curve file (otherwise recognised by init/*).")
 flags.DEFINE_bool("x64", False, "Report recur_jax's float64 run itself against the reference (no floor run).")
 flags.DEFINE_bool("table", False, "Step-level fixtures: print the per-step floor table as Markdown after the JSON.")
 flags.DEFINE_integer("steps", None, "Curve files: replay only the first N optimizer steps.", lower_bound=1)
 flags.DEFINE_string("out", None, "Curve files: directory for the PNG (default: next to the file).")
-flags.DEFINE_bool("traceback", False, "Show the full traceback when a file cannot be read.")
 
 
 def _is_curve(path: str) -> bool:
@@ -97,28 +98,27 @@ def main(argv):
     jax.config.update("jax_default_matmul_precision", "highest")
     files = argv[1:]
     if not files:
-        print("usage: python -m launch.parity [--curve] [--x64] [--table] [--steps=N] [--out=DIR] FILE.npz ...",
-              file=sys.stderr)
-        return 2
+        raise app.UsageError("give one or more fixture or curve files (.npz)")
     status = 0
     for f in files:
         try:
             if not os.path.isfile(f):
                 raise ValueError(f"{f}: no such file")
             report = _curve(f) if (flags.FLAGS.curve or _is_curve(f)) else _fixture(f)
-        except (OSError, ValueError, KeyError) as e:
+        except (OSError, ValueError, KeyError, IndexError) as e:  # a file that is not what it should be
             if flags.FLAGS.traceback:
                 raise
-            print(json.dumps({"file": f, "ok": False, "error": str(e)}))
-            status = max(status, 2)
+            print(json.dumps({"file": f, "ok": False, "error": cli.one_line(e)}))
+            print(f"error: {cli.one_line(e)}", file=sys.stderr)
+            status = max(status, cli.EXIT_FAILED) if status != cli.EXIT_NEGATIVE else status
             continue
         print(json.dumps(report), flush=True)
         if flags.FLAGS.table and "by_step" in report and not flags.FLAGS.x64:
             print(markdown_table(report))
         if not report["ok"]:
-            status = max(status, 1)
+            status = cli.EXIT_NEGATIVE
     return status
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

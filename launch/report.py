@@ -6,9 +6,10 @@ Rows group the runs that differ only in `seed`; unfinished runs are counted, not
 """
 
 import os
-import sys
 
 from absl import app, flags
+
+from launch import cli
 
 flags.DEFINE_string("root", None, "Sweep directory (written by launch.sweep).", required=True)
 flags.DEFINE_list("metrics", ["eval.exact_accuracy", "eval.accuracy", "eval.steps", "wall_s"],
@@ -30,8 +31,7 @@ def main(argv):
     try:
         keys, rows = results.table(F.root)
     except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return cli.fail(str(e))
     if F.memory:
         results.add_memory(F.root, keys, rows)
     md = results.to_markdown(keys, rows, F.metrics)
@@ -49,4 +49,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -21,10 +21,11 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
-import sys
 from collections.abc import Sequence
 
 from absl import app, flags
+
+from launch import cli
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -107,9 +108,8 @@ def main(argv):
                             partition=f.partition, account=f.account, output=f.output,
                             repo_dir=f.repo_dir, python=f.python, setup=f.setup,
                             extra_sbatch=f.sbatch)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except ValueError as e:  # the launcher's flags or the arguments for launch.main
+        raise app.UsageError(str(e)) from e
     workdir = next(a.split("=", 1)[1] for a in argv[1:] if a.startswith("--workdir="))
     script = f.script or os.path.join(workdir, "job.sbatch")
     if f.dry_run:
@@ -125,4 +125,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

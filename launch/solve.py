@@ -8,38 +8,35 @@ supervision step at which the model's halting head first said "done" (q_halt > 0
 sigmoid(q_halt). The model runs the evaluation budget (eval.halt_max_steps, or --steps).
 """
 
-import sys
 
 from absl import app, flags
 
+from launch import cli
+
 flags.DEFINE_string("workdir", None, "A training workdir (run.json + checkpoints/).", required=True)
-flags.DEFINE_integer("steps", 0, "Supervision steps (0: the run's eval.halt_max_steps).")
-flags.DEFINE_integer("checkpoint_step", None, "Checkpoint step to load (default: newest).")
+flags.DEFINE_integer("steps", 0, "Supervision steps (0: the run's eval.halt_max_steps).", lower_bound=0)
+flags.DEFINE_integer("checkpoint_step", None, "Checkpoint step to load (default: newest).", lower_bound=0)
 
 
 def main(argv):
+    """Exit status as `launch.cli`: 0 every puzzle solved, 3 some left unsolved, 1 an input that cannot
+    be read (the line names the file and line), 2 usage."""
     if len(argv) != 2:
         raise app.UsageError("give one puzzle (81 characters, '.' or '0' for blanks) or a file of puzzles")
-    from recur_jax.run.checkpoint import CheckpointError
-    from recur_jax.inference.solve import SolveError, solve_puzzles
+    from recur_jax.inference.solve import solve_puzzles
 
-    try:
-        results = solve_puzzles(flags.FLAGS.workdir, argv[1], steps=flags.FLAGS.steps,
-                                checkpoint_step=flags.FLAGS.checkpoint_step)
-    except (SolveError, FileNotFoundError, ValueError, CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    results = solve_puzzles(flags.FLAGS.workdir, argv[1], steps=flags.FLAGS.steps,
+                            checkpoint_step=flags.FLAGS.checkpoint_step)
     if not results:
-        print("error: no puzzles in the input", file=sys.stderr)
-        return 1
+        return cli.fail(f"no puzzles in {argv[1]}")
     solved = 0
     for r in results:
         print(r.render())
         print()
         solved += r.valid
     print(f"{solved}/{len(results)} puzzles solved (valid and consistent with the givens)")
-    return 0 if solved == len(results) else 3
+    return 0 if solved == len(results) else cli.EXIT_NEGATIVE
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -16,6 +16,8 @@ import sys
 
 from absl import app, flags
 
+from launch import cli
+
 flags.DEFINE_string("config", None, "Experiment file[:args] that defines get_sweep(arg).", required=True)
 flags.DEFINE_string("root", None, "Sweep directory; one subdirectory per run.", required=True)
 flags.DEFINE_enum("mode", "local", ["local", "slurm", "list"],
@@ -52,8 +54,7 @@ def main(argv):
         common = parse_sets(F.set)
         runs = sweep.expand(F.config, F.root, overrides=common)
     except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise app.UsageError(str(e)) from e
     if F.dry_run:
         for r in runs:
             print(f"{'finished' if r.finished() else 'todo    '}  {r.workdir}")
@@ -79,4 +80,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -21,10 +21,11 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
-import sys
 from collections.abc import Sequence
 
 from absl import app, flags
+
+from launch import cli
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARCHIVE = "/tmp/recur_jax_src.tar.gz"
@@ -99,9 +100,8 @@ def main(argv):
         cmds = build_commands(argv[1:], tpu=f.tpu, zone=f.zone, project=f.project,
                               remote_dir=f.remote_dir, python=f.python, sync=f.sync, setup=f.setup,
                               env=f.env)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except ValueError as e:  # the launcher's flags or the arguments for launch.main
+        raise app.UsageError(str(e)) from e
     for cmd in cmds:
         line = " ".join(shlex.quote(c) for c in cmd)
         if f.dry_run:
@@ -116,4 +116,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

@@ -94,10 +94,11 @@ def _temp_bytes(config):
 
 
 def test_temp_memory_flat_in_depth_for_truncated_modes_and_linear_for_full():
-    """H_cycles 2 -> 16: temp_bytes grows <= 10% for one_step/last_sweep; with full it grows per sweep."""
+    """H_cycles 2 -> 8: temp_bytes grows <= 10% for one_step/last_sweep (where full grows 4x in sweeps);
+    with full it grows per sweep."""
     for mode in ("one_step", "last_sweep"):
-        t2, t16 = (_temp_bytes(tiny(grad_mode=mode, H_cycles=h)) for h in (2, 16))
-        assert t16 <= 1.10 * t2, (mode, t2, t16)
+        t2, t8 = (_temp_bytes(tiny(grad_mode=mode, H_cycles=h)) for h in (2, 8))
+        assert t8 <= 1.10 * t2, (mode, t2, t8)
     t2, t4, t8 = (_temp_bytes(tiny(grad_mode="full", H_cycles=h)) for h in (2, 4, 8))
     assert t2 < t4 < t8
     per_sweep_lo, per_sweep_hi = (t4 - t2) / 2, (t8 - t4) / 4  # linear: equal increments per sweep

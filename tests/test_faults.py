@@ -100,11 +100,20 @@ def assert_same_run(workdir, straight_run):
 
 def test_kill9_after_the_half_checkpoint_then_the_same_command_is_bitwise_the_straight_run(
         straight, data_dir, tmp_path):
+    """kill -9 after checkpoint HALF committed; before that, a second start in the same workdir is refused
+    (the workdir lock); the same command then takes over the dead run's lock and resumes bit for bit."""
     workdir = tmp_path / "killed"
     args = child_args(workdir, data_dir)
     proc = subprocess.Popen(soak.child_command(args, hold_after_checkpoint=HALF), cwd=REPO, env=soak.child_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     wait_for(lambda: (workdir / ".soak_hold").exists(), proc, what=f"checkpoint {HALF} to commit")
+    # A second start of the same command while the first runs: refused with one line naming the holder.
+    second = subprocess.run([sys.executable, "-m", "launch.main", *args], cwd=REPO, env=soak.child_env(),
+                            capture_output=True, text=True, timeout=300)
+    assert second.returncode == 1, second.stdout[-2000:] + second.stderr[-2000:]
+    last = second.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {workdir} is in use by another run: pid {proc.pid} on host "), last
+    assert "Traceback" not in second.stderr
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
     assert steps_on_disk(workdir) == [HALF]
@@ -116,6 +125,36 @@ def test_kill9_after_the_half_checkpoint_then_the_same_command_is_bitwise_the_st
                          timeout=600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert f"Resuming from step {HALF}" in res.stdout
+    assert "taking over the lock left by a run that ended without releasing it" in res.stderr  # the killed one
+    assert_same_run(workdir, straight)  # every metrics.jsonl line once: the refused start wrote nothing
+
+
+def test_disk_full_at_the_final_save_leaves_the_run_unfinished_and_it_resumes_to_the_straight_run(
+        straight, data_dir, tmp_path, monkeypatch):
+    """The final save fails as TensorStore reports a full disk: no summary.json (the run is visibly
+    unfinished; a sweep would resume it), one line naming the step and the intact one, the lock released;
+    after space is freed the same call resumes from step HALF to the straight run's fingerprint."""
+    import orbax.checkpoint as ocp
+
+    real_save = ocp.CheckpointManager.save
+
+    def full_disk(self, step, *args, **kwargs):
+        if step == N:
+            raise ValueError("RESOURCE_EXHAUSTED: Error writing \"state\" in OCDBT database: Failed to write 4096 "
+                             "bytes to file 19: No space left on device [os_error_code='28']")
+        return real_save(self, step, *args, **kwargs)
+
+    workdir = tmp_path / "full"
+    monkeypatch.setattr(ocp.CheckpointManager, "save", full_disk)
+    with pytest.raises(checkpoint_lib.CheckpointError) as e:
+        train_and_evaluate(tiny(**{"data.data_dir": data_dir}), str(workdir))
+    msg = str(e.value)
+    assert f"saving checkpoint step {N} in {workdir / 'checkpoints'} failed: no space left on device" in msg
+    assert f"step {HALF}, is intact" in msg and "\n" not in msg
+    assert not (workdir / "summary.json").exists() and steps_on_disk(workdir) == [HALF]
+    assert not (workdir / workdir_lib.LOCK_NAME).exists()  # released
+    monkeypatch.setattr(ocp.CheckpointManager, "save", real_save)  # space freed
+    train_and_evaluate(tiny(**{"data.data_dir": data_dir}), str(workdir))
     assert_same_run(workdir, straight)
 
 

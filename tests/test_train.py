@@ -175,8 +175,8 @@ def test_misspelt_override_lists_valid_keys(tmp_path):
     res = _run_main(["--config=experiments/trm_sudoku.py:mlp,cpu", f"--workdir={tmp_path}",
                      "--config.model.hiden_size=8"], cwd=REPO, timeout=120)
     assert res.returncode == 2
-    errors = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
-    assert len(errors) == 1 and "hidden_size" in errors[0] and "Traceback" not in res.stderr
+    errors = [ln for ln in res.stderr.splitlines() if "error:" in ln]
+    assert len(errors) == 1 and errors[0].startswith("usage error:") and "hidden_size" in errors[0] and "Traceback" not in res.stderr
     missing = _run_main(["--config=experiments/no_such_file.py", f"--workdir={tmp_path}"], cwd=REPO, timeout=120)
     assert missing.returncode == 2 and "no_such_file.py" in missing.stderr and "Traceback" not in missing.stderr
 

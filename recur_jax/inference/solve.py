@@ -56,20 +56,30 @@ class Solution:
 def read_puzzles(arg: str) -> np.ndarray:
     """An 81-character puzzle string, or a file: one puzzle per line, or a Sudoku-Extreme CSV.
 
+    An argument that is not 81 puzzle characters is taken as a file name; a file may start with a UTF-8
+    byte-order mark (as `launch.main` accepts).
+
     Returns:
       [N, 81] uint8 digits, 0 = blank.
     Raises:
-      SolveError / sudoku.SudokuDataError: naming the file and line of a malformed puzzle.
+      SolveError / sudoku.SudokuDataError: a missing file, bytes that are not UTF-8, or a malformed
+        puzzle (naming the file and line).
     """
-    if os.path.isfile(arg):
-        with open(arg) as f:
-            first = f.readline()
-        if first.strip().startswith("source,"):
-            return sudoku.read_csv(arg).questions
-        with open(arg) as f:
+    text = arg.strip()
+    if not os.path.isfile(arg):
+        if len(text) == 81 or (text and set(text) <= set(".0123456789")):
+            return _parse(text, "puzzle argument")[None]
+        raise SolveError(f"{arg}: no such file, and not a puzzle (81 characters of digits 1-9 and '.' or '0' "
+                         f"for a blank)")
+    try:
+        with open(arg, encoding="utf-8-sig") as f:
             lines = [(i + 1, ln.strip()) for i, ln in enumerate(f) if ln.strip()]
-        return np.stack([_parse(s, f"{arg}:{i}") for i, s in lines]) if lines else np.zeros((0, 81), np.uint8)
-    return _parse(arg.strip(), "puzzle argument")[None]
+    except UnicodeDecodeError as e:
+        raise SolveError(f"{arg}: not UTF-8 text (byte {e.start}: {e.reason}); expected one puzzle per line or "
+                         f"a Sudoku-Extreme CSV") from None
+    if lines and lines[0][1].startswith("source,"):
+        return sudoku.read_csv(arg).questions
+    return np.stack([_parse(s, f"{arg}:{i}") for i, s in lines]) if lines else np.zeros((0, 81), np.uint8)
 
 
 def _parse(text: str, where: str) -> np.ndarray:

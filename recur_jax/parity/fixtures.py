@@ -135,6 +135,25 @@ def _load(path: str) -> tuple[dict[str, np.ndarray], int]:
     return data, steps
 
 
+def _batch(path: str, data: dict[str, np.ndarray], t: int, cfg: ModelConfig) -> dict[str, np.ndarray]:
+    """Step t's batch of a fixture, checked: integer `inputs` / `labels` [B, seq_len] and
+    `puzzle_identifiers` [B]. Raises ValueError naming the file, the entry, its shape and the expected one."""
+    batch = {}
+    for k in act.BATCH_KEYS:
+        name = f"step{t}/batch/{k}"
+        if name not in data:
+            raise ValueError(f"{path}: no '{name}' entry; expected a golden-value fixture")
+        batch[k] = data[name]
+    rows = batch["inputs"].shape[0] if batch["inputs"].ndim else 0
+    want = {"inputs": (rows, cfg.seq_len), "labels": (rows, cfg.seq_len), "puzzle_identifiers": (rows,)}
+    for k, shape in want.items():
+        v = batch.get(k)
+        if v is not None and (v.shape != shape or not np.issubdtype(v.dtype, np.integer)):
+            raise ValueError(f"{path}: 'step{t}/batch/{k}' is {v.dtype} {list(v.shape)}; expected integers of shape "
+                             f"{list(shape)} (batch rows, the config's seq_len={cfg.seq_len})")
+    return batch
+
+
 def _run(path: str, data: dict[str, np.ndarray], steps: int, cfg: ModelConfig) -> dict[str, Any]:
     model = build_model(cfg, nnx.Rngs(0))
     state_dict = {k[len("param/"):]: v for k, v in data.items() if k.startswith("param/")}
@@ -161,7 +180,7 @@ def _run(path: str, data: dict[str, np.ndarray], steps: int, cfg: ModelConfig) -
     for t in range(steps):
         val: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         values.append(val)
-        batch = {k: jnp.asarray(data[f"step{t}/batch/{k}"]) for k in act.BATCH_KEYS}
+        batch = {k: jnp.asarray(v) for k, v in _batch(path, data, t, cfg).items()}
         if carry is None:
             carry = act.initial_carry(model, batch)
         loss, carry, outputs, metrics, grads, dense, sens = step_fn(params, carry, batch)

@@ -24,8 +24,9 @@ is used. tests/test_faults.py checks each of these.
 from __future__ import annotations
 
 import dataclasses
-import logging
+import errno
 import os
+import shutil
 from collections.abc import Callable
 from typing import Any
 
@@ -36,15 +37,14 @@ import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
 from recur_jax.core.models import ModelConfig
+from recur_jax.io.errors import RunError
 from recur_jax.io.safe_io import read_json
 from recur_jax.run.state import TrainState, init_train_state, maybe_fingerprint
 from recur_jax.run.workdir import MAX_RUN_JSON_BYTES, as_json_value
 
-log = logging.getLogger(__name__)
-
-
-class CheckpointError(RuntimeError):
-    """Checkpoints exist but cannot be restored (the message names the directory and steps)."""
+class CheckpointError(RunError):
+    """Checkpoints exist but cannot be restored, or a save failed (the message names the directory and
+    step, and for a full disk the space needed and free)."""
 
 
 class Checkpointer:
@@ -64,6 +64,9 @@ class Checkpointer:
         if keep < 1:
             raise ValueError(f"checkpoint.keep must be >= 1, got {keep}")
         self.directory = os.path.abspath(os.fspath(directory))
+        self._pending: int | None = None  # the step of an asynchronous save not yet known to be committed
+        self._failed = False  # a save failure was raised (later errors of the same failure are not)
+        self._state_bytes = 0
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=async_save,
@@ -79,9 +82,49 @@ class Checkpointer:
         return dict(restored.meta)
 
     def save(self, step: int, state: Any, meta: dict[str, Any], *, force: bool = False) -> bool:
-        """Saves `state` (a pytree of arrays) and `meta` (JSON-serialisable) as step `step`."""
-        return self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                                meta=ocp.args.JsonSave(meta)), force=force)
+        """Saves `state` (a pytree of arrays) and `meta` (JSON-serialisable) as step `step`.
+
+        The previous asynchronous save is waited for first (as Orbax does), so that its failure is reported
+        under its own step.
+
+        Returns:
+          Whether a save was started (Orbax's policy may skip a step unless `force`).
+        Raises:
+          CheckpointError: this save or the previous asynchronous one failed (one line naming the step and
+            directory; a full disk says how much the state needs and how much is free). Committed steps
+            are untouched.
+        """
+        self.wait()
+        self._state_bytes = sum(int(getattr(x, "nbytes", 0)) for x in jax.tree_util.tree_leaves(state))
+        try:
+            started = self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                                       meta=ocp.args.JsonSave(meta)), force=force)
+        except Exception as e:  # noqa: BLE001 - Orbax and TensorStore raise many types; the line says which
+            raise self._save_error(step, e) from e
+        if started:
+            self._pending = step
+        return started
+
+    def _save_error(self, step: int | None, e: BaseException) -> CheckpointError:
+        """A one-line CheckpointError for a failed save of `step` (records that a failure was reported)."""
+        self._failed = True
+        text = " ".join(str(e).split())
+        try:
+            newest = max(self.steps(), default=None)
+        except Exception:  # noqa: BLE001 - the directory itself may be what failed
+            newest = None
+        kept = (f"the newest committed checkpoint, step {newest}, is intact: run the same command again to resume "
+                f"from it" if newest is not None else "no checkpoint was committed")
+        where = f"saving checkpoint step {step} in {self.directory} failed"
+        if is_disk_full(e):
+            try:
+                free = f"{_megabytes(shutil.disk_usage(self.directory).free)} free"
+            except OSError:
+                free = "free space unknown"
+            return CheckpointError(f"{where}: no space left on device (the state holds "
+                                   f"{_megabytes(self._state_bytes)} of arrays, {free}); {kept} once space is "
+                                   f"freed")
+        return CheckpointError(f"{where} ({type(e).__name__}: {text[:400]}); {kept}")
 
     def restore(self, abstract_state: Any, step: int | None = None, *,
                 verify: Callable[[Any, dict[str, Any]], None] | None = None
@@ -117,7 +160,6 @@ class Checkpointer:
                 if step is not None:
                     raise CheckpointError(msg) from e
                 unreadable.append(s)
-                log.warning("%s; trying the previous one", msg)
                 print(f"warning: {msg}; trying the previous one")
         if candidates:
             raise CheckpointError(f"none of the checkpoints {candidates} in {self.directory} can be restored; "
@@ -142,13 +184,58 @@ class Checkpointer:
         self._manager.reload()
 
     def wait(self) -> None:
-        """Blocks until pending asynchronous saves are committed."""
-        self._manager.wait_until_finished()
+        """Blocks until pending asynchronous saves are committed.
+
+        Raises:
+          CheckpointError: the pending save failed (as `save`).
+        """
+        try:
+            self._manager.wait_until_finished()
+        except Exception as e:  # noqa: BLE001 - the background save's error, whatever its type
+            step, self._pending = self._pending, None
+            raise self._save_error(step, e) from e
+        self._pending = None
+
+    def committed(self, step: int) -> bool:
+        """Whether checkpoint `step` is committed (call `wait` first for an asynchronous save)."""
+        self._manager.reload()
+        return step in self._manager.all_steps()
 
     def close(self) -> None:
-        """Waits for pending saves and releases the manager."""
-        self._manager.wait_until_finished()
-        self._manager.close()
+        """Waits for pending saves and releases the manager.
+
+        Raises:
+          CheckpointError: a pending save failed and no failure was reported yet (after one was, the
+            library's later errors are not raised again: the first line stays the one the user sees).
+        """
+        reported = self._failed
+        try:
+            self.wait()
+        except CheckpointError:
+            if not reported:
+                raise
+        finally:
+            try:
+                self._manager.close()
+            except Exception:  # noqa: BLE001 - closing after a failed save may raise the same failure again
+                if not self._failed:
+                    raise
+
+
+def is_disk_full(e: BaseException) -> bool:
+    """Whether `e` (or its cause) is a full disk: errno ENOSPC, or TensorStore's / Orbax's text for it."""
+    while e is not None:
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(e)
+        if "No space left on device" in text or "os_error_code='28'" in text or "Disk quota exceeded" in text:
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
 
 
 def abstract_like(tree: Any, shardings: Any = None) -> Any:
@@ -326,5 +413,5 @@ def load_for_inference(workdir: str, step: int | None = None, weights: str = "em
 
 
 __all__ = ["CheckpointError", "Checkpointer", "InferenceState", "abstract_like", "check_resumable",
-           "checkpoint_record", "load_for_inference", "prng_impl", "read_run_record", "restore_for_training",
+           "checkpoint_record", "is_disk_full", "load_for_inference", "prng_impl", "read_run_record", "restore_for_training",
            "verify_fingerprint"]

@@ -37,6 +37,22 @@ class Plan:
     process_id: int | None = None
 
 
+def env_int(env: dict[str, str], name: str, minimum: int) -> int:
+    """The integer in environment variable `name`.
+
+    Raises:
+      ValueError: not an integer, or below `minimum` (names the variable and its value).
+    """
+    text = env[name]
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise ValueError(f"environment variable {name}={text!r}: expected an integer >= {minimum}") from None
+    if value < minimum:
+        raise ValueError(f"environment variable {name}={text!r}: expected an integer >= {minimum}")
+    return value
+
+
 def plan(mode: str = "auto", coordinator_address: str | None = None, num_processes: int | None = None,
          process_id: int | None = None, environ: dict[str, str] | None = None) -> Plan:
     """Decides how to start the distributed runtime (pure: reads `environ`, calls nothing).
@@ -47,7 +63,7 @@ def plan(mode: str = "auto", coordinator_address: str | None = None, num_process
         JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID from the environment.
       environ: the environment (default os.environ).
     Raises:
-      ValueError: an unknown mode; a coordinator address without the process count or id (naming the
+      ValueError: an unknown mode; a malformed JAX_NUM_PROCESSES / JAX_PROCESS_ID / SLURM_NTASKS (named); a coordinator address without the process count or id (naming the
         missing flag / variable); a process id outside [0, num_processes); `slurm` or `tpu` asked for
         outside such a job.
     """
@@ -58,9 +74,9 @@ def plan(mode: str = "auto", coordinator_address: str | None = None, num_process
         return Plan("none")
     addr = coordinator_address or env.get("JAX_COORDINATOR_ADDRESS") or None
     if num_processes is None and env.get("JAX_NUM_PROCESSES"):
-        num_processes = int(env["JAX_NUM_PROCESSES"])
+        num_processes = env_int(env, "JAX_NUM_PROCESSES", minimum=1)
     if process_id is None and env.get("JAX_PROCESS_ID"):
-        process_id = int(env["JAX_PROCESS_ID"])
+        process_id = env_int(env, "JAX_PROCESS_ID", minimum=0)
     if mode == "explicit" or (mode == "auto" and addr):
         if not addr:
             raise ValueError("--distributed=explicit needs --coordinator_address (or JAX_COORDINATOR_ADDRESS)")
@@ -73,7 +89,7 @@ def plan(mode: str = "auto", coordinator_address: str | None = None, num_process
                              f"0 <= process_id < num_processes")
         return Plan("explicit", addr, num_processes, process_id)
     step_vars = ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_LOCALID")
-    slurm = int(env.get("SLURM_NTASKS", "1")) > 1 and all(v in env for v in step_vars)
+    slurm = (env_int(env, "SLURM_NTASKS", minimum=1) if env.get("SLURM_NTASKS") else 1) > 1 and all(v in env for v in step_vars)
     if mode == "slurm" or (mode == "auto" and slurm):
         missing = [v for v in step_vars if v not in env]
         if missing:

@@ -16,10 +16,11 @@ import os
 import time
 from typing import Any
 
+from recur_jax.io.errors import RunError
 from recur_jax.run.step import nonfinite_policy
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(RunError):
     """The loss, a metric or a gradient became NaN/Inf; the last good checkpoint is kept."""
 
 
@@ -37,21 +38,9 @@ class RunLog:
         if not active:
             return
         if os.path.exists(self.path):  # a resumed run replays the steps after its checkpoint
-            kept = []
-            with open(self.path) as f:
-                for ln in f:
-                    if not ln.strip():
-                        continue
-                    try:
-                        rec = json.loads(ln)
-                        step = rec.get("step", 0)
-                        if step < restored_step or (step == restored_step and not (
-                                redo_final_eval and rec.get("kind") == "eval")):
-                            kept.append(ln if ln.endswith("\n") else ln + "\n")
-                    except json.JSONDecodeError:  # a line torn by a kill or a full disk: dropped
-                        print(f"warning: {self.path}: dropping an unreadable line: {ln[:60]!r}")
+            kept = [ln for ln in read_metrics_lines(self.path) if _kept(ln[1], restored_step, redo_final_eval)]
             with open(self.path + ".tmp", "w") as f:
-                f.writelines(kept)
+                f.writelines(text + "\n" for text, _ in kept)
             os.replace(self.path + ".tmp", self.path)
         from tensorboardX import SummaryWriter
 
@@ -75,6 +64,44 @@ class RunLog:
         """Closes the TensorBoard writer."""
         if self.tb is not None:
             self.tb.close()
+
+
+def _kept(record: dict[str, Any], restored_step: int, redo_final_eval: bool) -> bool:
+    step = record["step"]
+    return step < restored_step or (step == restored_step and not (redo_final_eval and record["kind"] == "eval"))
+
+
+def read_metrics_lines(path: str) -> list[tuple[str, dict[str, Any]]]:
+    """The well-formed records of a `metrics.jsonl`, as (line text, record) pairs in file order.
+
+    A record is a JSON object with a string `kind` and an integer `step`. Anything else (a line torn by a
+    kill or a full disk, bytes that are not UTF-8, valid JSON that is not such an object) is data, not a
+    crash: it is dropped with one warning naming the file, the line number and what was expected.
+
+    Raises:
+      OSError: the file cannot be read.
+    """
+    out = []
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
+            why = None
+            try:
+                text = raw.decode("utf-8").rstrip("\r\n")
+                rec = json.loads(text)
+                if not (isinstance(rec, dict) and isinstance(rec.get("kind"), str)
+                        and isinstance(rec.get("step"), int) and not isinstance(rec.get("step"), bool)):
+                    why = "a JSON object with a string 'kind' and an integer 'step'"
+            except UnicodeDecodeError:
+                why = "UTF-8 text"
+            except json.JSONDecodeError:
+                why = "one complete JSON object (a torn line?)"
+            if why is not None:
+                print(f"warning: {path}:{n}: dropping a line that is not {why}: {raw[:60]!r}")
+                continue
+            out.append((text, rec))
+    return out
 
 
 def normalise_train_metrics(sums: dict[str, float], steps: int, global_batch: int) -> dict[str, float]:

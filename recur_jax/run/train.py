@@ -31,7 +31,7 @@ from recur_jax.core.models import ModelConfig, count_params
 from recur_jax.io.safe_io import write_json_atomic
 from recur_jax.run import checkpoint, config as run_config, evaluate, sharding
 from recur_jax.run import workdir as workdir_lib
-from recur_jax.run.checkpoint import Checkpointer
+from recur_jax.run.checkpoint import CheckpointError, Checkpointer
 from recur_jax.run.preemption import Preempted, PreemptionGuard
 from recur_jax.run.runlog import MetricsWindow, NonfiniteGuard, RunLog, TrainingDiverged
 from recur_jax.run.state import TrainState, fingerprint, fingerprint_parts, init_train_state
@@ -233,6 +233,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, overw
         nothing in an existing workdir's checkpoints is touched then.
       workdir.WorkdirMismatch (a ValueError): the workdir's run.json (or newest checkpoint) records a
         different config and neither `overwrite` nor `resume_anyway` was given.
+      workdir.WorkdirInUse: another live run holds the workdir (`run.workdir.WorkdirLock`).
+      OSError: the workdir cannot be created or written (read-only, under a file, a full disk).
+      CheckpointError: a checkpoint cannot be restored, or a save failed (a full disk: the line says how
+        much the state needs); no summary is written then and the run stays resumable from the newest
+        committed checkpoint.
       TrainingDiverged: the loss or a gradient became NaN/Inf (policy "stop"; the message names the step
         and the quantity; no checkpoint is written after the last good one), or more than
         `nonfinite.max_consecutive_skips` steps in a row were skipped (policy "skip").
@@ -240,6 +245,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, overw
         the current step was written (and committed) first; running again resumes from it.
     """
     t_start = time.time()
+    run_config.validate(config, jax.device_count())  # before the workdir is created or locked
+    with workdir_lib.WorkdirLock(workdir, active=jax.process_index() == 0):  # one run per workdir
+        return _train(config, workdir, t_start, overwrite=overwrite, resume_anyway=resume_anyway)
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str, t_start: float, *, overwrite: bool,
+           resume_anyway: bool) -> dict[str, Any]:
+    """`train_and_evaluate` inside the workdir lock."""
     run = prepare_run(config, workdir, overwrite=overwrite, resume_anyway=resume_anyway)
     loop = TrainLoop(run)
     with PreemptionGuard(jax.process_count()) as preemption:
@@ -260,7 +273,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, overw
                 loop.checkpoint(final_step, force=True)
             if preemption.requested and jax.process_count() == 1:  # signalled after the last step: no evaluation
                 loop.stop(final_step, preemption.reason())
-            ev = loop.evaluate(final_step, announce=False)
+            ev = loop.evaluate(final_step, announce=False)  # overlaps the asynchronous final save
+            loop.commit(final_step)  # the summary declares the run finished: only once its checkpoint is on disk
             summary = {"step": final_step, "wall_s": time.time() - t_start, "eval": ev, "train": loop.window.last,
                        "fingerprint": fingerprint(run.state), "fingerprint_parts": fingerprint_parts(run.state),
                        "num_params": run.num_params, "data": run.task.describe}
@@ -339,6 +353,19 @@ class TrainLoop:
                                               {**self.window.state_dict(), "skip_streak": self.nonfinite.streak})
         run.checkpointer.save(step, run.state, record, force=force)
         self.last_good = step
+
+    def commit(self, step: int) -> None:
+        """Waits for the save of `step` and checks that it committed.
+
+        Raises:
+          CheckpointError: the save failed or `step` is not among the committed checkpoints (the run stays
+            resumable from the newest committed one, and no summary is written).
+        """
+        self.run.checkpointer.wait()
+        if not self.run.checkpointer.committed(step):
+            raise CheckpointError(f"checkpoint step {step} is not among the committed checkpoints in "
+                                  f"{self.run.checkpointer.directory} after its save; the run is not finished: "
+                                  f"run the same command again to resume")
 
     def stop(self, step: int, reason: str) -> None:
         """Checkpoints `step` (unless it just was), waits for the commit, raises Preempted."""

@@ -7,6 +7,13 @@ trained. Fields that only change logging, evaluation, checkpoint cadence or wher
 depend on it (`optim.lr_min_ratio == 1`: warmup then constant), so "train longer" resumes the same
 run bit for bit. Fields absent from an older record are not compared.
 
+One run at a time (`WorkdirLock`): process 0 of a run holds `<workdir>/.lock` (an exclusive `flock` plus
+a JSON record of pid, host, process start time and command) for the life of the run; a second run in
+the same workdir is refused with one line naming the holder. The file is deleted when the run ends; the
+kernel drops the `flock` when its holder dies (kill -9 included), so a record left behind is stale: it
+is taken over with a warning, unless it names a live process on this host (a file system that ignores
+`flock`), which is refused.
+
 Two ways past a refusal (`launch.main --overwrite / --resume_anyway`):
   * overwrite: the previous run's files (checkpoints/, run.json, metrics.jsonl, summary.json, tb/) are
     moved to `<workdir>/previous/<UTC time>/` (nothing is deleted) and a fresh run starts;
@@ -17,10 +24,15 @@ Two ways past a refusal (`launch.main --overwrite / --resume_anyway`):
 from __future__ import annotations
 
 import datetime
+import fcntl
 import json
 import os
+import socket
+import sys
+import time
 from typing import Any
 
+from recur_jax.io.errors import RunError
 from recur_jax.io.safe_io import read_json
 
 IGNORED = ("log_every", "eval_every", "checkpoint_every", "checkpoint", "eval", "data.data_dir",
@@ -138,5 +150,129 @@ def set_aside_previous_run(workdir: str) -> str | None:
     return target
 
 
-__all__ = ["IGNORED", "WorkdirMismatch", "check", "config_differences", "recorded_config", "recorded_run_field",
+LOCK_NAME = ".lock"
+
+
+class WorkdirInUse(RunError):
+    """Another live run holds the workdir's lock (the message names its pid, host, start and command)."""
+
+
+def _process_start(pid: int) -> str | None:
+    """The start time of process `pid` in clock ticks since boot (Linux /proc), or None where unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError, UnicodeDecodeError):
+        return None
+
+
+def _alive(pid: int, start: str | None) -> bool:
+    """Whether process `pid` of this host is running and (when both are known) started at `start`."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process: it exists
+    now = _process_start(pid)
+    return start is None or now is None or now == start
+
+
+def _describe_holder(record: dict[str, Any]) -> str:
+    started = record.get("started")
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started)) if isinstance(started, (int, float)) else "?"
+    return (f"pid {record.get('pid', '?')} on host {record.get('host', '?')} (started {when}: "
+            f"{record.get('command', '?')})")
+
+
+class WorkdirLock:
+    """Holds `<workdir>/.lock` for the life of a run (a context manager; see the module docstring).
+
+    Args:
+      workdir: the run's directory (created if missing; removed again on exit when the run wrote
+        nothing else into it).
+      active: False on processes other than 0 (they take no lock).
+    Raises (on enter):
+      WorkdirInUse: a live run holds it (names pid, host, start time and command).
+      OSError: the workdir cannot be created or written (read-only, under a file); the message names it.
+    """
+
+    def __init__(self, workdir: str, active: bool = True):
+        self.workdir = os.path.abspath(workdir)
+        self.path = os.path.join(self.workdir, LOCK_NAME)
+        self.active = active
+        self._fd: int | None = None
+        self._created = False
+
+    def _read(self) -> dict[str, Any]:
+        os.lseek(self._fd, 0, os.SEEK_SET)
+        raw = os.read(self._fd, 1 << 16)
+        try:
+            record = json.loads(raw.decode("utf-8")) if raw.strip() else {}
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return {"pid": "?", "host": "?", "command": f"unreadable lock record {raw[:40]!r}"}
+        return record if isinstance(record, dict) else {}
+
+    def __enter__(self) -> "WorkdirLock":
+        if not self.active:
+            return self
+        self._created = not os.path.exists(self.workdir)
+        os.makedirs(self.workdir, exist_ok=True)
+        while True:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = self._read()
+                self._release()
+                raise WorkdirInUse(f"{self.workdir} is in use by another run: {_describe_holder(holder)}; wait for "
+                                   f"it to end or stop it, or use another --workdir") from None
+            try:  # the holder may have released and deleted the file between our open and our flock
+                if os.stat(self.path).st_ino == os.fstat(self._fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            self._release()
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
+              "proc_start": _process_start(os.getpid()), "command": " ".join(sys.argv)[:500]}
+        previous = self._read()
+        if previous.get("pid") not in (None, me["pid"]) or previous.get("host") not in (None, me["host"]):
+            pid = previous.get("pid")
+            if previous.get("host") == me["host"] and isinstance(pid, int) and _alive(pid, previous.get("proc_start")):
+                self._release()
+                raise WorkdirInUse(f"{self.path} names a running process, {_describe_holder(previous)}, although "
+                                   f"its file lock is free (a file system without flock?); if that process is not "
+                                   f"a run in this workdir, delete {self.path}")
+            print(f"warning: {self.path}: taking over the lock left by a run that ended without releasing it "
+                  f"({_describe_holder(previous)})", file=sys.stderr)
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, json.dumps(me).encode(), 0)
+        os.fsync(self._fd)
+        return self
+
+    def _release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+    def __exit__(self, *exc) -> None:
+        # Deleted while still held: a process that opened the old file meanwhile sees, after its flock,
+        # that the path no longer names its file, and starts over (`__enter__`).
+        try:
+            os.remove(self.path)
+        except OSError:
+            pass  # a vanished disk: the kernel drops the flock with the process anyway
+        self._release()
+        if self._created:
+            try:  # a workdir this run created and left empty (e.g. a data error) is not left behind
+                os.rmdir(self.workdir)
+            except OSError:
+                pass
+
+
+__all__ = ["IGNORED", "LOCK_NAME", "WorkdirInUse", "WorkdirLock", "WorkdirMismatch", "check", "config_differences", "recorded_config", "recorded_run_field",
            "set_aside_previous_run"]

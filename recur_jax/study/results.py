@@ -29,6 +29,36 @@ def _read_json(path: str) -> Any:
     return safe_io.read_json(path, max_bytes=_MAX_JSON_BYTES)
 
 
+def _read_object(path: str, required: dict[str, type], skip: bool) -> dict[str, Any] | None:
+    """The JSON object in `path` with `required` fields of the given types.
+
+    Returns None (after one warning naming the file and what was expected) when it is malformed and
+    `skip`; raises ValueError with the same line otherwise.
+    """
+    try:
+        value = _read_json(path)
+        missing = [f"'{k}' ({t.__name__})" for k, t in required.items()
+                   if not isinstance(value, dict) or not isinstance(value.get(k), t)]
+        if not isinstance(value, dict) or missing:
+            raise ValueError(f"{path}: expected a JSON object with {', '.join(missing) or 'fields'}")
+    except (ValueError, OSError) as e:
+        if not skip:
+            raise ValueError(str(e)) from None
+        print(f"warning: {e}; skipped")
+        return None
+    return value
+
+
+def _manifest_runs(manifest_path: str) -> list[dict[str, Any]]:
+    """The `runs` of a sweep.json, each an object with a string `name`; ValueError names the file."""
+    runs = _read_object(manifest_path, {"runs": list}, skip=False)["runs"]
+    for i, r in enumerate(runs):
+        if not (isinstance(r, dict) and isinstance(r.get("name"), str) and isinstance(r.get("overrides", {}), dict)):
+            raise ValueError(f"{manifest_path}: runs[{i}]: expected an object with a string 'name' and an "
+                             f"'overrides' object")
+    return runs
+
+
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """`{"model": {"H_cycles": 2}}` -> `{"model.H_cycles": 2}` (lists are kept as values)."""
     out: dict[str, Any] = {}
@@ -50,7 +80,8 @@ def collect(root: str) -> list[dict[str, Any]]:
 
     Raises:
       FileNotFoundError: `root` does not exist or holds no run.
-      ValueError: a run.json or summary.json is unreadable (naming the file).
+      Nothing for a damaged run.json (the directory is skipped) or summary.json (the run counts as
+      unfinished): one warning names the file and what was expected.
     """
     if not os.path.isdir(root):
         raise FileNotFoundError(f"sweep root {root} does not exist")
@@ -60,9 +91,12 @@ def collect(root: str) -> list[dict[str, Any]]:
         run_path = os.path.join(workdir, "run.json")
         if not os.path.isfile(run_path):
             continue
-        config = flatten(_read_json(run_path).get("config", {}))
-        summary_path = os.path.join(workdir, "summary.json")
-        summary = _read_json(summary_path) if os.path.isfile(summary_path) else None
+        record = _read_object(run_path, {"config": dict}, skip=True)
+        if record is None:
+            continue
+        config = flatten(record["config"])
+        summary_path = os.path.join(workdir, "summary.json")  # a damaged one: the run counts as unfinished
+        summary = _read_object(summary_path, {"eval": dict}, skip=True) if os.path.isfile(summary_path) else None
         runs.append({"name": name, "workdir": workdir, "config": config, "summary": summary,
                      "finished": summary is not None})
     if not runs:
@@ -76,7 +110,7 @@ def swept_keys(root: str, runs: Sequence[dict[str, Any]]) -> list[str]:
     manifest_path = os.path.join(root, SWEEP_FILE)
     if os.path.isfile(manifest_path):
         keys: list[str] = []
-        for r in _read_json(manifest_path).get("runs", []):
+        for r in _manifest_runs(manifest_path):
             keys += [k for k in r.get("overrides", {}) if k not in keys]
         if keys:
             return keys
@@ -95,7 +129,8 @@ def metrics_of(summary: dict[str, Any]) -> dict[str, float]:
     for k in ("wall_s", "num_params", "step"):
         if isinstance(summary.get(k), (int, float)):
             out[k] = float(summary[k])
-    eps = summary.get("train", {}).get("examples_per_s")
+    train = summary.get("train")
+    eps = train.get("examples_per_s") if isinstance(train, dict) else None
     if isinstance(eps, (int, float)):
         out["train.examples_per_s"] = float(eps)
     return out
@@ -125,7 +160,7 @@ def table(root: str) -> tuple[list[str], list[dict[str, Any]]]:
     runs = collect(root)
     manifest_path = os.path.join(root, SWEEP_FILE)
     if os.path.isfile(manifest_path):  # the sweep's runs, in sweep order (directories it no longer lists are left out)
-        order = {r["name"]: i for i, r in enumerate(_read_json(manifest_path).get("runs", []))}
+        order = {r["name"]: i for i, r in enumerate(_manifest_runs(manifest_path))}
         runs = sorted((r for r in runs if r["name"] in order), key=lambda r: order[r["name"]])
     keys = [k for k in swept_keys(root, runs) if k != SEED_KEY]
     groups: dict[str, dict[str, Any]] = {}
@@ -218,7 +253,8 @@ def train_step_memory(workdir: str) -> dict[str, int]:
 
     from recur_jax.study import benchmark
 
-    config = ml_collections.ConfigDict(_read_json(os.path.join(workdir, "run.json"))["config"])
+    record = _read_object(os.path.join(workdir, "run.json"), {"config": dict}, skip=False)
+    config = ml_collections.ConfigDict(record["config"])
     res = benchmark.compile_only(config)
     return {k: int(res[k]) for k in ("argument_bytes", "output_bytes", "temp_bytes") if k in res}
 
@@ -258,7 +294,7 @@ def write_plots(root: str, analyze: bool = True, max_examples: int = 256,
     runs = collect(root)
     manifest_path = os.path.join(root, SWEEP_FILE)
     if os.path.isfile(manifest_path):
-        listed = {r["name"] for r in _read_json(manifest_path).get("runs", [])}
+        listed = {r["name"] for r in _manifest_runs(manifest_path)}
         runs = [r for r in runs if r["name"] in listed]
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in runs:

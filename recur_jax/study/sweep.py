@@ -32,6 +32,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import ml_collections
 
+from recur_jax.io import safe_io
+
 Overrides = dict[str, Any]
 
 SWEEP_FILE = "sweep.json"
@@ -109,8 +111,16 @@ class Run:
     argv: tuple[str, ...]
 
     def finished(self) -> bool:
-        """True when the run wrote `summary.json` (train.py writes it after the final evaluation)."""
-        return os.path.exists(os.path.join(self.workdir, "summary.json"))
+        """True when the run wrote a readable `summary.json` (train.py writes it after the final evaluation
+        and the final checkpoint's commit); a damaged one means unfinished (the run resumes and rewrites it)."""
+        path = os.path.join(self.workdir, "summary.json")
+        if not os.path.exists(path):
+            return False
+        try:
+            summary = safe_io.read_json(path, max_bytes=64 << 20)
+        except (ValueError, OSError):
+            return False
+        return isinstance(summary, dict) and isinstance(summary.get("step"), int)
 
 
 def _format_value(v: Any) -> str:
