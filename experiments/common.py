@@ -89,6 +89,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.halt_max_steps = 0  # 0: the model's halt_max_steps; larger values scale test-time compute
     c.eval.global_batch_size = 0  # 0: global_batch_size
     c.eval.max_examples = 0  # 0: the whole test set
+    c.eval.halt = "budget"  # budget: every row runs the budget (the reference); q_halt: stop at the Q head's halt
 
     c.checkpoint = ml_collections.ConfigDict()
     c.checkpoint.keep = 3

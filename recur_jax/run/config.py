@@ -39,7 +39,7 @@ TRAIN_FIELDS: dict[str, Any] = {
     "global_batch_size": int, "microbatches": int, "act_mode": str, "ema": bool, "ema_rate": float,
     "optim": {"lr": float, "lr_min_ratio": float, "lr_warmup_steps": int, "beta1": float, "beta2": float,
               "weight_decay": float, "puzzle_emb_lr": float, "puzzle_emb_weight_decay": float},
-    "eval": {"halt_max_steps": int, "global_batch_size": int, "max_examples": int},
+    "eval": {"halt_max_steps": int, "global_batch_size": int, "max_examples": int, "halt": str},
     "checkpoint": {"keep": int, "async_save": bool},
     "nonfinite": {"policy": str, "max_consecutive_skips": int},
     "xla_flags": str,
@@ -50,7 +50,8 @@ TRAIN_FIELDS: dict[str, Any] = {
     "data": None,  # checked by the task
     "model": {f.name: type(f.default) for f in dataclasses.fields(ModelConfig)},
 }
-OPTIONAL = ("nonfinite", "mesh", "sharding", "xla_flags", "host_hugepages")  # older configs (run records) may lack these groups
+# older configs (run records) may lack these groups and fields
+OPTIONAL = ("nonfinite", "mesh", "sharding", "xla_flags", "host_hugepages", "halt")
 
 
 def _type_ok(value: Any, expected: type) -> bool:
@@ -165,10 +166,12 @@ def check_optim(config: ml_collections.ConfigDict, ctx: Context) -> None:
 
 
 def check_eval(config: ml_collections.ConfigDict, ctx: Context) -> None:
-    """Evaluation sizes and budget >= 0 (0: the default, `evaluate.resolve_settings`)."""
+    """Evaluation sizes and budget >= 0 (0: the default, `evaluate.resolve_settings`); the halting rule."""
     for name in ("halt_max_steps", "global_batch_size", "max_examples"):
         if int(config.eval[name]) < 0:
             _bad(f"eval.{name}", config.eval[name], "an integer >= 0 (0: the default)")
+    if config.eval.get("halt", "budget") not in ("budget", "q_halt"):
+        _bad("eval.halt", config.eval.halt, "'budget' (every row runs the budget) or 'q_halt' (early halting)")
 
 
 def check_mesh(config: ml_collections.ConfigDict, ctx: Context) -> None:

@@ -27,6 +27,9 @@ from recur_jax.core import act
 from recur_jax.core.losses import IGNORE_LABEL_ID
 
 
+HALT_MODES = ("budget", "q_halt")
+
+
 @dataclasses.dataclass(frozen=True)
 class EvalSettings:
     """How a run is evaluated, resolved once (`resolve_settings`) and passed to every evaluator.
@@ -35,11 +38,15 @@ class EvalSettings:
       halt_max_steps: N, supervision steps per test batch (the budget; may exceed training's).
       global_batch_size: rows per evaluation batch.
       max_examples: evaluate at most this many test examples (None: all).
+      halt: "budget" (the reference: every row runs N steps, its answer read after step N) or "q_halt"
+        (test-time early halting: a row's answer is the one of the first step whose Q head says halt,
+        TRM q_halt > 0, HRM q_halt > q_continue; a batch stops once all its rows have halted).
     """
 
     halt_max_steps: int
     global_batch_size: int
     max_examples: int | None
+    halt: str = "budget"
 
     def halting(self, model_cfg) -> act.HaltingPolicy:
         """The halting policy of this evaluation (`act.HaltingPolicy.for_evaluation`)."""
@@ -50,25 +57,28 @@ def resolve_settings(config: ml_collections.ConfigDict, model_cfg, **overrides: 
     """The one rule for the evaluation settings: `config.eval.X`, where 0 means the default.
 
     halt_max_steps 0: the model's `halt_max_steps` (training's budget); global_batch_size 0: the training
-    `global_batch_size`; max_examples 0: the whole test set.
+    `global_batch_size`; max_examples 0: the whole test set; halt: "budget" (default) or "q_halt".
 
     Args:
       config: a training config (or a run's recorded one); model_cfg: its ModelConfig.
       overrides: values that replace the config's before the rule (e.g. `halt_max_steps=32`).
     Raises:
-      ValueError: a negative value, or an override that names no evaluation setting.
+      ValueError: a negative value, an unknown halt mode, or an override that names no evaluation setting.
     """
-    values = {k: int(config.eval[k]) for k in ("halt_max_steps", "global_batch_size", "max_examples")}
+    values: dict[str, Any] = {k: int(config.eval[k]) for k in ("halt_max_steps", "global_batch_size", "max_examples")}
+    values["halt"] = str(config.eval.get("halt", "budget"))
     for k, v in overrides.items():
         if k not in values:
             raise ValueError(f"evaluation setting {k!r}: expected one of {sorted(values)}")
-        values[k] = int(v)
+        values[k] = str(v) if k == "halt" else int(v)
     for k, v in values.items():
-        if v < 0:
+        if k != "halt" and v < 0:
             raise ValueError(f"eval.{k}={v}: expected an integer >= 0 (0: the default)")
+    if values["halt"] not in HALT_MODES:
+        raise ValueError(f"eval.halt={values['halt']!r}: expected one of {list(HALT_MODES)}")
     return EvalSettings(halt_max_steps=values["halt_max_steps"] or int(model_cfg.halt_max_steps),
                         global_batch_size=values["global_batch_size"] or int(config.global_batch_size),
-                        max_examples=values["max_examples"] or None)
+                        max_examples=values["max_examples"] or None, halt=values["halt"])
 
 
 class Evaluator(Protocol):
@@ -95,8 +105,11 @@ SUM_KEYS = ("count", "accuracy", "exact_accuracy", "q_halt_accuracy", "steps", "
 
 
 def eval_batch(graphdef: nnx.GraphDef, params: Any, buffers: Any, puzzle_table: jax.Array | None,
-               batch: act.Batch, policy: act.HaltingPolicy) -> dict[str, jax.Array]:
-    """Runs `num_steps` evaluation ACT steps on one batch (a `lax.scan`), pure and jittable.
+               batch: act.Batch, policy: act.HaltingPolicy, early_exit: bool = False) -> dict[str, jax.Array]:
+    """Runs `num_steps` evaluation ACT steps on one batch, pure and jittable, and measures both halting
+    rules in the same pass: the budget (every row runs N steps) and the Q head's (a row's answer is the
+    one of the first step whose Q head says halt: TRM q_halt > 0, HRM q_halt > q_continue; rows that never
+    say so keep their step-N answer).
 
     Args:
       graphdef, params, buffers: the model split by `nnx.split(model, nnx.Param, Buffer)`
@@ -104,31 +117,83 @@ def eval_batch(graphdef: nnx.GraphDef, params: Any, buffers: Any, puzzle_table: 
       puzzle_table: [num_ids, ndim] float32 or None.
       batch: inputs/labels [B, S] int32, puzzle_identifiers [B] int32.
       policy: the evaluation halting policy (`EvalSettings.halting`): N = policy.halt_max_steps steps.
+      early_exit: stop the batch once every row has halted by its Q head (`lax.while_loop`; the budget
+        quantities of the steps not run are then those of the last step run). False: a `lax.scan` of N.
     Returns:
       dict with the last step's metric sums (SUM_KEYS, float32 scalars), `exact_by_step` [N] float32
       (rows exactly correct after each step, among rows with labels), `preds` [B, S] int32 (argmax
-      after step N), `q_halt_logits` [N, B] float32 and `seq_correct` [B] bool.
+      after step N), `q_halt_logits` [N, B] float32, `seq_correct` [B] bool; and for the Q head's rule
+      `exact_halt_by_step` [N] float32 (exact rows when the budget is n = 1..N and a row stops at its
+      halting step), `halt_step` [B] int32 (first step the Q head said halt; N + 1: never), `preds_halt`
+      [B, S] int32, `steps_run` int32 (steps this batch ran).
     """
     num_steps = policy.halt_max_steps
     model = nnx.merge(graphdef, params, buffers)
     H_init, L_init = model.H_init[...], model.L_init[...]
     mask = batch["labels"] != IGNORE_LABEL_ID
     has_labels = jnp.any(mask, axis=-1)
-    carry0 = act.initial_carry(model, batch)
     rows = None if puzzle_table is None else jnp.take(puzzle_table, batch["puzzle_identifiers"], axis=0)
+    B = batch["labels"].shape[0]
 
-    def step(carry, _):
+    def step(state, t):
+        carry, halt_step, preds_halt, correct_halt = state
         carry = act.reset_carry(carry, batch, H_init, L_init)
         _, (carry, outputs, metrics) = act.act_forward(model, carry, rows, policy)
         preds = jnp.argmax(outputs["logits"], axis=-1).astype(jnp.int32)
         correct = jnp.all(jnp.where(mask, preds == batch["labels"], True), axis=-1)
+        q_halt, q_cont = outputs["q_halt_logits"], outputs["q_continue_logits"]
+        says_halt = q_halt > 0 if policy.no_ACT_continue else q_halt > q_cont
+        first = says_halt & (halt_step > num_steps)
+        halt_step = jnp.where(first, t + 1, halt_step)
+        preds_halt = jnp.where(first[:, None], preds, preds_halt)
+        correct_halt = jnp.where(first, correct, correct_halt)
+        stopped = halt_step <= num_steps
         exact = jnp.sum(correct & has_labels).astype(jnp.float32)
-        return carry, (metrics, exact, preds, outputs["q_halt_logits"], correct)
+        exact_halt = jnp.sum(jnp.where(stopped, correct_halt, correct) & has_labels).astype(jnp.float32)
+        return (carry, halt_step, preds_halt, correct_halt), (metrics, exact, exact_halt, preds, q_halt, correct)
 
-    _, (metrics, exact, preds, q_halt, correct) = jax.lax.scan(step, carry0, None, length=num_steps)
-    out = {k: metrics[k][-1] for k in SUM_KEYS}
-    out.update(exact_by_step=exact, preds=preds[-1], q_halt_logits=q_halt, seq_correct=correct[-1])
+    state0 = (act.initial_carry(model, batch), jnp.full((B,), num_steps + 1, jnp.int32),
+              jnp.zeros_like(batch["labels"]), jnp.zeros((B,), bool))
+    if not early_exit:
+        (_, halt_step, preds_halt, _), ys = jax.lax.scan(step, state0, jnp.arange(num_steps, dtype=jnp.int32))
+        metrics, exact, exact_halt, preds, q_halt, correct = ys
+        out = {k: metrics[k][-1] for k in SUM_KEYS}
+        steps_run = jnp.int32(num_steps)
+        preds, correct = preds[-1], correct[-1]
+    else:
+        out, exact, exact_halt, preds, q_halt, correct, halt_step, preds_halt, steps_run = _run_until_halted(
+            step, state0, num_steps, has_labels)
+    preds_halt = jnp.where((halt_step <= num_steps)[:, None], preds_halt, preds)
+    out.update(exact_by_step=exact, preds=preds, q_halt_logits=q_halt, seq_correct=correct,
+               exact_halt_by_step=exact_halt, halt_step=halt_step, preds_halt=preds_halt, steps_run=steps_run)
     return out
+
+
+def _run_until_halted(step, state0, num_steps: int, has_labels: jax.Array):
+    """`step` under a `lax.while_loop` that stops when every row with labels has halted (or at N); the
+    per-step outputs of steps not run repeat the last one run."""
+    (_, (metrics0, *_rest)) = jax.eval_shape(step, state0, jnp.int32(0))
+    B = has_labels.shape[0]
+    bufs = (jnp.zeros((num_steps,), jnp.float32), jnp.zeros((num_steps,), jnp.float32),
+            jnp.zeros((num_steps, B), jnp.float32))
+
+    def cond(c):
+        t, state, *_ = c
+        return (t < num_steps) & jnp.any((state[1] > num_steps) & has_labels)
+
+    def body(c):
+        t, state, exact_b, exact_halt_b, q_b, _, _, _ = c
+        state, (metrics, exact, exact_halt, preds, q_halt, correct) = step(state, t)
+        return (t + 1, state, exact_b.at[t].set(exact), exact_halt_b.at[t].set(exact_halt), q_b.at[t].set(q_halt),
+                {k: metrics[k] for k in SUM_KEYS}, preds, correct)
+
+    zero_metrics = {k: jnp.zeros((), metrics0[k].dtype) for k in SUM_KEYS}
+    init = (jnp.int32(0), state0, *bufs, zero_metrics, jnp.zeros_like(state0[2]), jnp.zeros((B,), bool))
+    t, state, exact_b, exact_halt_b, q_b, metrics, preds, correct = jax.lax.while_loop(cond, body, init)
+    idx = jnp.arange(num_steps)
+    last = jnp.maximum(t - 1, 0)
+    fill = lambda x: jnp.where((idx < t).reshape((-1,) + (1,) * (x.ndim - 1)), x, x[last])  # noqa: E731
+    return (metrics, fill(exact_b), fill(exact_halt_b), preds, fill(q_b), correct, state[1], state[2], t)
 
 
 def jit_eval_step(graphdef: nnx.GraphDef, model_cfg, settings: EvalSettings, compute_shardings: Any = None,
@@ -140,11 +205,12 @@ def jit_eval_step(graphdef: nnx.GraphDef, model_cfg, settings: EvalSettings, com
       in_shardings, out_shardings: as `jax.jit` (None: placement by the inputs).
     """
     policy = settings.halting(model_cfg)
+    early_exit = settings.halt == "q_halt"
 
     def step(params, buffers, table, batch):
         if compute_shardings is not None:
             params = jax.lax.with_sharding_constraint(params, compute_shardings)
-        return eval_batch(graphdef, params, buffers, table, batch, policy)
+        return eval_batch(graphdef, params, buffers, table, batch, policy, early_exit=early_exit)
 
     kw = {} if in_shardings is None else {"in_shardings": in_shardings, "out_shardings": out_shardings}
     return jax.jit(step, **kw)
@@ -153,7 +219,7 @@ def jit_eval_step(graphdef: nnx.GraphDef, model_cfg, settings: EvalSettings, com
 def evaluate(eval_fn: Callable[..., dict[str, jax.Array]], params: Any, buffers: Any,
              puzzle_table: jax.Array | None, batches: Iterable[tuple[dict, int]],
              put_batch: Callable[[dict], act.Batch] = lambda b: b,
-             evaluator: Evaluator | None = None) -> dict[str, Any]:
+             evaluator: Evaluator | None = None, halt: str = "budget") -> dict[str, Any]:
     """Runs `eval_fn` (a jitted `eval_batch` with graphdef and num_steps bound) over all batches.
 
     Args:
@@ -161,30 +227,72 @@ def evaluate(eval_fn: Callable[..., dict[str, jax.Array]], params: Any, buffers:
       batches: yields (local batch of numpy arrays, real rows in the global batch).
       put_batch: places a local numpy batch on the devices (sharding).
       evaluator: a task evaluator; it sees every global batch (inputs, labels, puzzle_identifiers),
-        the last step's predictions [B, S] and q_halt logits [B], and its `result()` keys are added.
+        the answers [B, S] (after step N, or at the halting step with halt="q_halt") and the last
+        step's q_halt logits [B], and its `result()` keys are added.
+      halt: which rule gives the headline figures: "budget" (the reference) or "q_halt" (early halting).
     Returns:
       {"count": examples with labels, "exact_accuracy", "accuracy", "q_halt_accuracy", "steps" (mean),
-       "lm_loss" (mean per example), "exact_accuracy_by_step": [N] list}, floats, plus the evaluator's keys.
+       "lm_loss" (mean per example), "exact_accuracy_by_step": [N] list, "halting": the Q head's rule
+       (`exact_accuracy`, `exact_accuracy_by_budget` [N], `steps_mean`, `steps_mean_by_budget` [N],
+       `steps_histogram` [N + 1]: rows first halting at step 1..N, then never, `steps_run_mean`: steps the
+       batches ran)}, floats, plus the evaluator's keys. With halt="q_halt", `exact_accuracy`,
+       `exact_accuracy_by_step` and `steps` are the Q head's; `accuracy` and the losses stay those of the
+       last step run.
     """
     sums: dict[str, float] = {k: 0.0 for k in SUM_KEYS}
-    by_step = None
+    by_step = by_step_halt = hist = None
+    steps_run, n_batches = 0.0, 0
     if evaluator is not None:
         evaluator.begin()
     for batch, _ in batches:
         device_batch = put_batch(batch)
         out = eval_fn(params, buffers, puzzle_table, device_batch)
+        host = {k: to_host(v) for k, v in device_batch.items()}
         if evaluator is not None:
-            evaluator.update({k: to_host(v) for k, v in device_batch.items()}, to_host(out["preds"]),
-                             to_host(out["q_halt_logits"][-1]))
+            answers = out["preds_halt"] if halt == "q_halt" else out["preds"]
+            evaluator.update(host, to_host(answers), to_host(out["q_halt_logits"][-1]))
         for k in SUM_KEYS:
             sums[k] += float(out[k])
-        e = np.asarray(out["exact_by_step"], np.float64)
+        e, eh = (np.asarray(out[k], np.float64) for k in ("exact_by_step", "exact_halt_by_step"))
         by_step = e if by_step is None else by_step + e
+        by_step_halt = eh if by_step_halt is None else by_step_halt + eh
+        labelled = np.any(host["labels"] != IGNORE_LABEL_ID, axis=-1)
+        h = np.bincount(to_host(out["halt_step"])[labelled] - 1, minlength=len(e) + 1).astype(np.float64)
+        hist = h if hist is None else hist + h
+        steps_run += float(out["steps_run"])
+        n_batches += 1
     n = max(sums["count"], 1.0)
-    result = {"count": int(sums["count"])}
+    result: dict[str, Any] = {"count": int(sums["count"])}
     for k in ("exact_accuracy", "accuracy", "q_halt_accuracy", "steps", "lm_loss", "q_halt_loss"):
         result[k] = sums[k] / n
     result["exact_accuracy_by_step"] = [] if by_step is None else [float(x) / n for x in by_step]
+    if by_step is not None:
+        result["halting"] = halting_summary(by_step_halt / n, hist, steps_run / max(n_batches, 1))
+        if halt == "q_halt":
+            result.update(exact_accuracy=result["halting"]["exact_accuracy"], steps=result["halting"]["steps_mean"],
+                          exact_accuracy_by_step=result["halting"]["exact_accuracy_by_budget"])
     if evaluator is not None:
         result.update(evaluator.result())
     return result
+
+
+def halting_summary(exact_by_budget: np.ndarray, histogram: np.ndarray, steps_run_mean: float) -> dict[str, Any]:
+    """The Q head's halting rule over a test set.
+
+    Args:
+      exact_by_budget: [N] exact accuracy when a row stops at its halting step or at budget n = 1..N.
+      histogram: [N + 1] rows whose Q head first said halt at step 1..N, then rows that never did.
+      steps_run_mean: supervision steps the batches ran on average (the compute spent).
+    Returns:
+      exact_accuracy (budget N), exact_accuracy_by_budget [N], steps_mean (steps used per row at budget
+      N), steps_mean_by_budget [N], steps_histogram [N + 1] (counts), never_halted (fraction),
+      steps_run_mean.
+    """
+    N = len(exact_by_budget)
+    total = max(float(histogram.sum()), 1.0)
+    first = np.arange(1, N + 2, dtype=np.float64)  # the halting step of each bin; N + 1: never
+    by_budget = [float(np.sum(histogram * np.minimum(first, n)) / total) for n in range(1, N + 1)]
+    return {"exact_accuracy": float(exact_by_budget[-1]), "exact_accuracy_by_budget": [float(x) for x in exact_by_budget],
+            "steps_mean": by_budget[-1], "steps_mean_by_budget": by_budget,
+            "steps_histogram": [int(x) for x in histogram], "never_halted": float(histogram[-1] / total),
+            "steps_run_mean": float(steps_run_mean)}

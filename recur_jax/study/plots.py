@@ -7,6 +7,8 @@ Each function takes already-aggregated data, writes one PNG and returns its path
   * `latent_residuals`: ||z_{k+1} - z_k|| / ||z_k|| per recursion sweep (fixed-point convergence);
   * `halting_histogram`: the supervision step at which the Q head halts;
   * `accuracy_vs_flops`: final exact accuracy against training FLOPs, recursive vs non-recursive;
+  * `eval_by_step`: one checkpoint's evaluation (`launch.evaluate`): exact accuracy after each
+    supervision step under the budget rule and the Q head's early halting, and the halting steps;
   * `replay_curves`: a reference training curve and recur_jax's replay of it, with their relative
     difference on a log scale (`launch.parity --curve`).
 
@@ -106,6 +108,39 @@ def halting_histogram(hists: Mapping[str, Sequence[int]], path: str) -> str:
         share = h / max(h.sum(), 1.0)
         ax.bar(np.arange(1, len(h) + 1) + (i - (len(hists) - 1) / 2) * width, share, width=width, label=label)
     _legend(ax, len(hists))
+    return _save(fig, path)
+
+
+def eval_by_step(budget_curve: Sequence[float] | None, halting: Mapping[str, Any], settings: Mapping[str, Any],
+                 path: str) -> str:
+    """Left: exact accuracy at test-time budget n = 1..N, every row running n steps (solid; None when the
+    evaluation stopped batches early) and rows stopping at the Q head's halt (dashed, with the mean steps
+    used on the right axis, dotted). Right: the share of rows first halting at each step, and never.
+    Returns `path`."""
+    N = len(halting["exact_accuracy_by_budget"])
+    x = np.arange(1, N + 1)
+    fig, (ax, hx) = plt.subplots(1, 2, figsize=(12, 4.2))
+    fig.subplots_adjust(wspace=0.4)
+    ax.set_title(f"Exact accuracy by test-time budget (N = {N})")
+    ax.set_xlabel("budget n (supervision steps)")
+    ax.set_ylabel("exact accuracy")
+    ax.grid(alpha=0.3)
+    if budget_curve is not None:
+        ax.plot(x, budget_curve, marker="o", ms=3, label="every row runs n steps (the reference)")
+    ax.plot(x, halting["exact_accuracy_by_budget"], marker="s", ms=3, ls="--", label="stop at the Q head's halt")
+    ax.set_ylim(-0.02, 1.02)
+    steps = ax.twinx()
+    steps.plot(x, halting["steps_mean_by_budget"], ls=":", color="gray", label="mean steps used (Q head)")
+    steps.set_ylabel("mean supervision steps used")
+    ax.legend(fontsize=7, loc="lower right")
+    steps.legend(fontsize=7, loc="upper left")
+    hist = np.asarray(halting["steps_histogram"], np.float64)
+    hx.bar(np.arange(1, N + 2), hist / max(hist.sum(), 1.0), color="tab:orange")
+    hx.set_xticks(np.arange(1, N + 2), [str(i) for i in range(1, N + 1)] + ["never"], fontsize=7)
+    hx.set_title(f"Step at which the Q head first says halt ({settings.get('halt', 'budget')} run)")
+    hx.set_xlabel("supervision step")
+    hx.set_ylabel("share of test examples")
+    hx.grid(alpha=0.3, axis="y")
     return _save(fig, path)
 
 
