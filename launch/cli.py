@@ -15,8 +15,9 @@ Exit status of every launcher (`launch.main`, `solve`, `parity`, `report`, `swee
 An error is one line on stderr (`error: ...` or `usage error: ...`), the last line of the output;
 `--traceback` shows the full story instead. Library logging (Orbax, TensorFlow Datasets, etils, asyncio's
 "Task exception was never retrieved", JAX's backend probes) is hidden below CRITICAL by default, as are
-the "Event loop is closed" tracebacks that TensorStore prints after a failed asynchronous save; all come
-back with absl's `--verbosity` (e.g. `--verbosity=0` for INFO).
+the "Event loop is closed" tracebacks that TensorStore's threads print after a failed save or restore and
+the "coroutine was never awaited" warnings of the abandoned restore; all come back with absl's
+`--verbosity` (e.g. `--verbosity=0` for INFO).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from typing import Callable
 
 from absl import app, flags
@@ -90,53 +92,30 @@ def quiet_libraries(verbose: bool = False) -> None:
     for h in handlers:
         if _FILTER not in h.filters:
             h.addFilter(_FILTER)
-    if not isinstance(sys.stderr, _DropClosedLoopTracebacks):
-        sys.stderr = _DropClosedLoopTracebacks(sys.stderr)
+    _quiet_closed_event_loops()
+    warnings.filterwarnings("ignore", message=r"coroutine .* was never awaited", category=RuntimeWarning)
+    warnings.filterwarnings("ignore", message=r"Enable tracemalloc", category=RuntimeWarning)
 
 
-class _DropClosedLoopTracebacks:
-    """sys.stderr without the tracebacks of "RuntimeError: Event loop is closed".
+def _quiet_closed_event_loops() -> None:
+    """After an Orbax save or restore fails, TensorStore's threads still complete their other reads and
+    writes and call `call_soon_threadsafe` on the event loop that Orbax has already closed; each call
+    raises "RuntimeError: Event loop is closed" in that foreign thread, which prints a traceback
+    (hundreds, interleaved, after the one line that says what failed). A callback can never run on a
+    closed loop, so on a closed loop the call is dropped instead of raising. Idempotent."""
+    import asyncio
 
-    After an asynchronous checkpoint save fails, TensorStore's writer threads still complete their other
-    writes and call back into the event loop that Orbax has already closed; each callback prints a
-    traceback ending in that line (hundreds after the one line that says what failed). A traceback is
-    held from its "Traceback (most recent call last):" line to its exception line and dropped only when
-    that line is exactly this one; everything else passes through unchanged.
-    """
+    original = asyncio.BaseEventLoop.call_soon_threadsafe
+    if getattr(original, "_recur_jax_quiet", False):
+        return
 
-    HEADER = "Traceback (most recent call last):"
-    DROPPED = "RuntimeError: Event loop is closed"
+    def call_soon_threadsafe(self, callback, *args, context=None):
+        if self.is_closed():
+            return None
+        return original(self, callback, *args, context=context)
 
-    def __init__(self, stream):
-        self._stream = stream
-        self._held: str | None = None  # an unfinished traceback
-
-    def write(self, text: str) -> int:
-        n = len(text)
-        if self._held is None:
-            i = text.find(self.HEADER)
-            if i < 0:
-                return self._stream.write(text)
-            self._stream.write(text[:i])
-            self._held, text = "", text[i:]
-        self._held += text
-        lines = self._held.split("\n")
-        for k, line in enumerate(lines[1:-1], 1):  # complete lines after the header
-            if line and not line.startswith(" "):  # the exception line ends the traceback
-                block, rest = "\n".join(lines[:k + 1]) + "\n", "\n".join(lines[k + 1:])
-                self._held = None
-                if line.rstrip() != self.DROPPED:
-                    self._stream.write(block)
-                if rest:
-                    self.write(rest)
-                break
-        return n
-
-    def flush(self) -> None:
-        self._stream.flush()
-
-    def __getattr__(self, name):
-        return getattr(self._stream, name)
+    call_soon_threadsafe._recur_jax_quiet = True
+    asyncio.BaseEventLoop.call_soon_threadsafe = call_soon_threadsafe
 
 
 def _verbose() -> bool:

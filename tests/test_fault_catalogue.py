@@ -870,6 +870,20 @@ def cli_report_missing_root(tmp_path):
     _assert_one_line(_cli("launch.report", f"--root={tmp_path}/nothing"), 1, "does not exist")
 
 
+@case("entry points", "library threads calling back into a closed event loop after a failed save or restore "
+                      "(TensorStore): dropped, no traceback per call, the error line stays last")
+def cli_closed_event_loop_callbacks(tmp_path):
+    code = ("import asyncio, sys, threading\n"
+            "sys.path.insert(0, %r)\n"
+            "from launch import cli\n"
+            "cli.quiet_libraries()\n"
+            "loop = asyncio.new_event_loop(); loop.close()\n"
+            "t = threading.Thread(target=lambda: [loop.call_soon_threadsafe(print) for _ in range(50)]); t.start(); t.join()\n"
+            "print('error: the one line', file=sys.stderr)\n" % str(REPO))
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.stderr.strip().splitlines() == ["error: the one line"], res.stderr[-2000:]
+
+
 @case("entry points", "--traceback brings back the full story of an error")
 def cli_traceback_flag(tmp_path):
     res = _cli("launch.main", "--config.optim.lr=nan", f"--workdir={tmp_path}/w", "--traceback")

@@ -120,7 +120,7 @@ class Run:
             summary = safe_io.read_json(path, max_bytes=64 << 20)
         except (ValueError, OSError):
             return False
-        return isinstance(summary, dict) and isinstance(summary.get("step"), int)
+        return isinstance(summary, dict) and isinstance(summary.get("eval"), dict)
 
 
 def _format_value(v: Any) -> str:
