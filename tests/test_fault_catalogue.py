@@ -360,22 +360,28 @@ SUDOKU_CSV = {  # name -> (file text, needle)
 }
 
 
-def _sudoku_csv_case(name, text, needle):
-    def fn(tmp_path):
-        from recur_jax.tasks import sudoku
+def _read_sudoku(path):
+    from recur_jax.tasks import sudoku
 
-        f = tmp_path / "s.csv"
+    return sudoku.read_csv(path)
+
+
+def _read_maze(path):
+    from recur_jax.tasks.maze import data as maze
+
+    return maze.read_csv(path)
+
+
+def _csv_case(name, reader, text, needle):
+    """A CSV `text` (lone surrogates become the bytes they escape) that `reader` must refuse in one line."""
+    def fn(tmp_path):
+        f = tmp_path / "data.csv"
         f.write_bytes(text.encode("utf-8", "surrogateescape"))
         with pytest.raises(ValueError) as e:
-            sudoku.read_csv(str(f))
+            reader(str(f))
         one_line_error(e, str(f), needle)
     fn.__name__ = name
     return fn
-
-
-for _name, (_text, _needle) in SUDOKU_CSV.items():
-    case("data files", f"Sudoku CSV: {_name.removeprefix('sudoku_csv_').replace('_', ' ')}: one line naming "
-                       f"file and line")(_sudoku_csv_case(_name, _text, _needle))
 
 
 MAZE_CSV = {
@@ -384,23 +390,10 @@ MAZE_CSV = {
     "maze_csv_not_utf8": ("question,answer\n\udcff\udcfe,a\n", "not UTF-8"),
 }
 
-
-def _maze_case(name, text, needle):
-    def fn(tmp_path):
-        from recur_jax.tasks.maze import data as maze
-
-        f = tmp_path / "m.csv"
-        f.write_bytes(text.encode("utf-8", "surrogateescape"))
-        with pytest.raises(ValueError) as e:
-            maze.read_csv(str(f))
-        one_line_error(e, str(f), needle)
-    fn.__name__ = name
-    return fn
-
-
-for _name, (_text, _needle) in MAZE_CSV.items():
-    case("data files", f"maze CSV: {_name.removeprefix('maze_csv_').replace('_', ' ')}: one line naming the "
-                       f"file")(_maze_case(_name, _text, _needle))
+for _table, _reader, _what in ((SUDOKU_CSV, _read_sudoku, "Sudoku CSV"), (MAZE_CSV, _read_maze, "maze CSV")):
+    for _name, (_text, _needle) in _table.items():
+        case("data files", f"{_what}: {_name.split('_csv_')[1].replace('_', ' ')}: one line naming the file "
+                           f"(and line)")(_csv_case(_name, _reader, _text, _needle))
 
 
 ARC_JSON = {

@@ -124,7 +124,7 @@ def test_slurm_and_list_outputs(experiment, tmp_path):
     bash = subprocess.run(["bash", "-n"], input=script, text=True, capture_output=True)
     assert bash.returncode == 0, bash.stderr
     os.makedirs(runs[1].workdir)
-    open(os.path.join(runs[1].workdir, "summary.json"), "w").write("{}")
+    open(os.path.join(runs[1].workdir, "summary.json"), "w").write(json.dumps({"step": 4, "eval": {"exact_accuracy": 0.5}}))
     listed = sweep.command_list(runs).splitlines()
     assert len(listed) == 3 and not any("seed=1 " in line and "L_cycles=1," in line for line in listed)
 

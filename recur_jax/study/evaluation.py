@@ -26,20 +26,11 @@ import ml_collections
 from recur_jax.io.safe_io import write_json_atomic
 from recur_jax.run import evaluate
 from recur_jax.run.checkpoint import load_for_inference
+from recur_jax.study.results import flatten
 from recur_jax.tasks.loader import eval_batches
 from recur_jax.tasks.registry import build_task
 
 OVERRIDABLE = ("eval", "data")  # config groups an evaluation may change
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def config_overrides(recorded: dict[str, Any], now: dict[str, Any]) -> dict[str, Any]:
@@ -49,7 +40,7 @@ def config_overrides(recorded: dict[str, Any], now: dict[str, Any]) -> dict[str,
       ValueError: a changed field outside `eval.*` / `data.*` (one line naming it), or
         `eval.halt_max_steps` set to 0 or less explicitly (a budget of no steps).
     """
-    old, new = (_flatten(json.loads(json.dumps(d, default=str))) for d in (recorded, now))
+    old, new = (flatten(json.loads(json.dumps(d, default=str))) for d in (recorded, now))
     changed = {k: new[k] for k in new if old.get(k, object()) != new[k]}
     for k in changed:
         if k.split(".")[0] not in OVERRIDABLE:
