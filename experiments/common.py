@@ -90,6 +90,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.global_batch_size = 0  # 0: global_batch_size
     c.eval.max_examples = 0  # 0: the whole test set
     c.eval.halt = "budget"  # budget: every row runs the budget (the reference); q_halt: stop at the Q head's halt
+    c.eval.samples = 1  # K noisy trajectories per example (launch.evaluate / launch.solve; training: 1)
+    c.eval.noise_scale = 0.0  # sigma of the noise added to z_H, z_L at every supervision step
+    c.eval.noise_seed = 0
+    c.eval.select = "q_halt"  # which of the K answers: q_halt (most confident), vote, q_halt_vote
 
     c.checkpoint = ml_collections.ConfigDict()
     c.checkpoint.keep = 3

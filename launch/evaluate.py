@@ -22,6 +22,8 @@ flags.DEFINE_string("workdir", None, "A training run's workdir (run.json + check
 flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).", lower_bound=0)
 flags.DEFINE_enum("weights", "ema", ["ema", "raw"], "EMA weights (when the run has EMA) or the raw ones.")
 flags.DEFINE_string("name", None, "Folder under RUN/evals/ (default: step<S>-<weights> plus the overrides).")
+flags.DEFINE_list("samples_grid", [], "Test-time compute report: one evaluation per K (e.g. 1,2,4,8; noise from "
+                  "--config.eval.noise_scale) and RUN/evals/compute-*/compute.{png,html,json}.")
 
 
 def _workdir_in(argv) -> str | None:
@@ -43,8 +45,10 @@ def define_config(argv) -> None:
     if workdir:
         from recur_jax.run.checkpoint import read_run_record
 
-        try:
-            config = ml_collections.ConfigDict(read_run_record(workdir)["config"])
+        from recur_jax.study.evaluation import with_eval_defaults
+
+        try:  # fields an older run predates are added with the values that reproduce its evaluation
+            config = ml_collections.ConfigDict(with_eval_defaults(read_run_record(workdir)["config"]))
         except (OSError, ValueError):
             pass  # reported by main with the file named
     try:  # the command line's overrides are parsed here: an unknown key fails now
@@ -73,6 +77,18 @@ def main(argv):
         config_overrides(recorded, config.to_dict())
     except (AttributeError, KeyError, TypeError, ValueError) as e:  # unknown key, wrong type, training field
         raise app.UsageError(cli.one_line(e)) from e
+    if F.samples_grid:
+        from recur_jax.study.evaluation import compute_report
+
+        try:
+            grid = [int(k) for k in F.samples_grid]
+        except ValueError as e:
+            raise app.UsageError(f"--samples_grid={','.join(F.samples_grid)}: expected integers") from e
+        report = compute_report(F.workdir, config, grid, step=F.step, weights=F.weights, name=F.name)
+        for row in report["table"]:
+            print("  " + " | ".join(str(v) if not isinstance(v, float) else f"{v:.4g}" for v in row.values()))
+        print(f"wrote {report['png'].rsplit('/', 1)[0]}/ (compute.png, compute.html, compute.json)")
+        return 0
     s = evaluate_run(F.workdir, config, step=F.step, weights=F.weights, name=F.name)
     ev, h = s["eval"], s["eval"]["halting"]
     N = s["settings"]["halt_max_steps"]
@@ -84,6 +100,11 @@ def main(argv):
           f"{h['steps_mean']:.2f} of {N} (never halted: {h['never_halted']:.1%}; steps run per batch "
           f"{h['steps_run_mean']:.2f})")
     print("  exact accuracy by budget n:  " + " ".join(f"{x:.3f}" for x in ev["exact_accuracy_by_step"]))
+    if "sampling" in ev:
+        sm = ev["sampling"]
+        rules = ", ".join(f"{r} {v:.4f}" for r, v in sm["exact_accuracy_by_select"].items())
+        print(f"  {sm['samples']} samples (noise {sm['noise_scale']:g}): chosen by {rules}; one sample "
+              f"{sm['exact_accuracy_per_sample']:.4f}; any of them (pass@{sm['samples']}) {sm['pass_at_k']:.4f}")
     print(f"wrote {s['plot'].rsplit('/', 1)[0]}/ (summary.json, metrics.jsonl, accuracy_by_step.png)")
     return 0
 

@@ -85,7 +85,7 @@ def test_evaluate_reports_both_rules_and_the_headline_follows_eval_halt():
     for halt in ("budget", "q_halt"):
         settings = evaluate.EvalSettings(halt_max_steps=N, global_batch_size=B, max_examples=None, halt=halt)
         fn = evaluate.jit_eval_step(graphdef, cfg, settings)
-        res = evaluate.evaluate(fn, params, buffers, table, [(host, B)], halt=halt)
+        res = evaluate.evaluate(fn, params, buffers, table, [(host, B)], settings=settings)
         h = res["halting"]
         assert sum(h["steps_histogram"]) == B and len(h["exact_accuracy_by_budget"]) == N
         if halt == "q_halt":
@@ -191,3 +191,71 @@ def test_launch_evaluate_cli_one_line_errors(tiny_run):
             assert needle in res.stderr.strip().splitlines()[-1]
         else:
             assert "stop at the Q head's halt" in res.stdout and "halt=q_halt" in res.stdout
+
+
+# ------------------------------------------------------------------------------------------------
+# Sampled trajectories chosen by the Q head
+
+
+def test_select_answers_rules():
+    a, b, c = [1, 1], [2, 2], [3, 3]
+    answers = np.array([[a, b, b, c], [a, b, c, c]])  # [P=2, K=4, S=2]
+    conf = np.array([[9.0, 0.0, 1.0, 2.0], [0.0, 5.0, 1.0, 0.5]])
+    assert evaluate.select_answers(answers, conf, "q_halt").tolist() == [0, 1]  # the most confident
+    assert evaluate.select_answers(answers, conf, "vote").tolist() == [1, 2]  # b twice; c twice
+    answers[1] = [a, a, c, c]  # a tie of two answers: vote keeps the first, q_halt_vote the more confident
+    assert evaluate.select_answers(answers, conf, "vote").tolist()[1] == 0
+    assert evaluate.select_answers(answers, conf, "q_halt_vote").tolist() == [2, 1]
+    with pytest.raises(ValueError, match="expected one of"):
+        evaluate.select_answers(answers, conf, "best")
+
+
+def _sampled(cfg, graphdef, params, buffers, table, batch, **kw):
+    settings = evaluate.EvalSettings(halt_max_steps=N, global_batch_size=B, max_examples=None, **kw)
+    fn = evaluate.jit_eval_step(graphdef, cfg, settings)
+    host = {k: np.asarray(v) for k, v in batch.items()}
+    return evaluate.evaluate(fn, params, buffers, table, [(host, B)], settings=settings)
+
+
+def test_sampling_is_deterministic_per_seed_and_noiseless_samples_equal_the_deterministic_run():
+    cfg, graphdef, params, buffers, batch, table = _with_live_q_head("trm", 3.0)
+    ref = _run(cfg, graphdef, params, buffers, table, batch, N)
+    labels = jnp.where(jnp.arange(B)[:, None] % 2 == 0, ref["preds"], batch["labels"])  # half the rows exact
+    batch = dict(batch, labels=labels)
+    det = _sampled(cfg, graphdef, params, buffers, table, batch)
+    same = _sampled(cfg, graphdef, params, buffers, table, batch, samples=3)  # K identical trajectories
+    assert same["exact_accuracy"] == det["exact_accuracy"] == 0.5
+    assert same["sampling"]["pass_at_k"] == same["sampling"]["exact_accuracy_per_sample"] == 0.5
+    assert same["exact_accuracy_by_step"] == pytest.approx(det["exact_accuracy_by_step"])
+    noisy = [_sampled(cfg, graphdef, params, buffers, table, batch, samples=4, noise_scale=1.0, seed=s)
+             for s in (0, 0, 1)]
+    assert noisy[0] == noisy[1]  # the same seed: the same figures
+    s0 = noisy[0]["sampling"]
+    assert s0["samples"] == 4 and set(s0["exact_accuracy_by_select"]) == set(evaluate.SELECT_RULES)
+    assert all(v <= s0["pass_at_k"] + 1e-12 for v in s0["exact_accuracy_by_select"].values())
+    assert noisy[0]["count"] == B and sum(noisy[0]["halting"]["steps_histogram"]) == B
+
+
+def test_compute_report_puts_every_method_on_one_chart(tiny_run):
+    import json
+
+    import ml_collections
+
+    from recur_jax.study import evaluation
+
+    before = _digests(tiny_run)
+    config = ml_collections.ConfigDict(evaluation.with_eval_defaults(
+        json.loads((tiny_run / "run.json").read_text())["config"]))
+    config.eval.noise_scale = 0.5
+    report = evaluation.compute_report(str(tiny_run), config, [1, 2])
+    assert _digests(tiny_run) == before
+    methods = [r["method"] for r in report["table"]]
+    assert methods.count("fixed budget") == 3 and "early halting (Q head)" in methods
+    assert {m for m in methods if m.startswith("samples, ")} >= {"samples, q_halt", "samples, vote"}
+    fixed = [r for r in report["table"] if r["method"] == "fixed budget"]
+    assert [r["FLOPs / example"] for r in fixed] == pytest.approx([report["flops_per_step"] * n for n in (1, 2, 3)])
+    two = [r for r in report["table"] if r["samples K"] == 2]
+    assert all(r["FLOPs / example"] == pytest.approx(6 * report["flops_per_step"]) for r in two)
+    out = tiny_run / "evals" / "compute-step6-ema"
+    assert (out / "compute.png").stat().st_size > 10_000 and "early halting" in (out / "compute.html").read_text()
+    assert json.loads((out / "compute.json").read_text())["reference"] == pytest.approx(report["reference"])

@@ -39,7 +39,8 @@ TRAIN_FIELDS: dict[str, Any] = {
     "global_batch_size": int, "microbatches": int, "act_mode": str, "ema": bool, "ema_rate": float,
     "optim": {"lr": float, "lr_min_ratio": float, "lr_warmup_steps": int, "beta1": float, "beta2": float,
               "weight_decay": float, "puzzle_emb_lr": float, "puzzle_emb_weight_decay": float},
-    "eval": {"halt_max_steps": int, "global_batch_size": int, "max_examples": int, "halt": str},
+    "eval": {"halt_max_steps": int, "global_batch_size": int, "max_examples": int, "halt": str, "samples": int,
+             "noise_scale": float, "noise_seed": int, "select": str},
     "checkpoint": {"keep": int, "async_save": bool},
     "nonfinite": {"policy": str, "max_consecutive_skips": int},
     "xla_flags": str,
@@ -51,7 +52,8 @@ TRAIN_FIELDS: dict[str, Any] = {
     "model": {f.name: type(f.default) for f in dataclasses.fields(ModelConfig)},
 }
 # older configs (run records) may lack these groups and fields
-OPTIONAL = ("nonfinite", "mesh", "sharding", "xla_flags", "host_hugepages", "halt")
+OPTIONAL = ("nonfinite", "mesh", "sharding", "xla_flags", "host_hugepages", "halt", "samples", "noise_scale",
+            "noise_seed", "select")
 
 
 def _type_ok(value: Any, expected: type) -> bool:
@@ -172,6 +174,11 @@ def check_eval(config: ml_collections.ConfigDict, ctx: Context) -> None:
             _bad(f"eval.{name}", config.eval[name], "an integer >= 0 (0: the default)")
     if config.eval.get("halt", "budget") not in ("budget", "q_halt"):
         _bad("eval.halt", config.eval.halt, "'budget' (every row runs the budget) or 'q_halt' (early halting)")
+    if config.eval.get("select", "q_halt") not in ("q_halt", "vote", "q_halt_vote"):
+        _bad("eval.select", config.eval.select, "'q_halt', 'vote' or 'q_halt_vote'")
+    if config.eval.get("samples", 1) != 1 or config.eval.get("noise_scale", 0.0) != 0:
+        _bad("eval.samples", config.eval.get("samples"), "1 and eval.noise_scale=0 for training's evaluations "
+             "(sampled trajectories are for launch.evaluate and launch.solve, which take them as overrides)")
 
 
 def check_mesh(config: ml_collections.ConfigDict, ctx: Context) -> None:

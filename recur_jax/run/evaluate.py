@@ -28,6 +28,9 @@ from recur_jax.core.losses import IGNORE_LABEL_ID
 
 
 HALT_MODES = ("budget", "q_halt")
+SELECT_RULES = ("q_halt", "vote", "q_halt_vote")
+# evaluation fields that older run records lack, with the values that reproduce those runs' evaluation
+EVAL_DEFAULTS = {"halt": "budget", "samples": 1, "noise_scale": 0.0, "noise_seed": 0, "select": "q_halt"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,12 +44,22 @@ class EvalSettings:
       halt: "budget" (the reference: every row runs N steps, its answer read after step N) or "q_halt"
         (test-time early halting: a row's answer is the one of the first step whose Q head says halt,
         TRM q_halt > 0, HRM q_halt > q_continue; a batch stops once all its rows have halted).
+      samples: K trajectories per test example, run as K adjacent rows of the batch (1: deterministic).
+      noise_scale: sigma of the Gaussian noise added to z_H and z_L at the start of every supervision step
+        (after the reset), in units of the latents' RMS (about 1 after the post-norm); 0: none.
+      seed: the noise's PRNG seed, `eval.noise_seed` (a batch's key is fold_in(key(seed), batch index): deterministic).
+      select: the rule whose answer is the headline when samples > 1 (`SELECT_RULES`); every rule is
+        measured in the same pass (`select_answers`).
     """
 
     halt_max_steps: int
     global_batch_size: int
     max_examples: int | None
     halt: str = "budget"
+    samples: int = 1
+    noise_scale: float = 0.0
+    seed: int = 0
+    select: str = "q_halt"
 
     def halting(self, model_cfg) -> act.HaltingPolicy:
         """The halting policy of this evaluation (`act.HaltingPolicy.for_evaluation`)."""
@@ -57,7 +70,8 @@ def resolve_settings(config: ml_collections.ConfigDict, model_cfg, **overrides: 
     """The one rule for the evaluation settings: `config.eval.X`, where 0 means the default.
 
     halt_max_steps 0: the model's `halt_max_steps` (training's budget); global_batch_size 0: the training
-    `global_batch_size`; max_examples 0: the whole test set; halt: "budget" (default) or "q_halt".
+    `global_batch_size`; max_examples 0: the whole test set; halt: "budget" (default) or "q_halt";
+    samples (1), noise_scale (0), noise_seed (0), select ("q_halt"): sampled trajectories.
 
     Args:
       config: a training config (or a run's recorded one); model_cfg: its ModelConfig.
@@ -65,20 +79,28 @@ def resolve_settings(config: ml_collections.ConfigDict, model_cfg, **overrides: 
     Raises:
       ValueError: a negative value, an unknown halt mode, or an override that names no evaluation setting.
     """
-    values: dict[str, Any] = {k: int(config.eval[k]) for k in ("halt_max_steps", "global_batch_size", "max_examples")}
-    values["halt"] = str(config.eval.get("halt", "budget"))
+    ev = config.eval
+    kinds = {"halt_max_steps": int, "global_batch_size": int, "max_examples": int, "halt": str, "samples": int,
+             "noise_scale": float, "noise_seed": int, "select": str}
+    values: dict[str, Any] = {k: t(ev.get(k, EVAL_DEFAULTS.get(k))) for k, t in kinds.items()}
     for k, v in overrides.items():
         if k not in values:
             raise ValueError(f"evaluation setting {k!r}: expected one of {sorted(values)}")
-        values[k] = str(v) if k == "halt" else int(v)
-    for k, v in values.items():
-        if k != "halt" and v < 0:
-            raise ValueError(f"eval.{k}={v}: expected an integer >= 0 (0: the default)")
+        values[k] = kinds[k](v)
+    for k in ("halt_max_steps", "global_batch_size", "max_examples", "noise_seed"):
+        if values[k] < 0:
+            raise ValueError(f"eval.{k}={values[k]}: expected an integer >= 0 (0: the default)")
     if values["halt"] not in HALT_MODES:
         raise ValueError(f"eval.halt={values['halt']!r}: expected one of {list(HALT_MODES)}")
+    if values["select"] not in SELECT_RULES:
+        raise ValueError(f"eval.select={values['select']!r}: expected one of {list(SELECT_RULES)}")
+    if values["samples"] < 1 or not (np.isfinite(values["noise_scale"]) and values["noise_scale"] >= 0):
+        raise ValueError(f"eval.samples={values['samples']}, eval.noise_scale={values['noise_scale']}: expected "
+                         f"samples >= 1 and a finite noise_scale >= 0")
     return EvalSettings(halt_max_steps=values["halt_max_steps"] or int(model_cfg.halt_max_steps),
                         global_batch_size=values["global_batch_size"] or int(config.global_batch_size),
-                        max_examples=values["max_examples"] or None, halt=values["halt"])
+                        max_examples=values["max_examples"] or None, halt=values["halt"], samples=values["samples"],
+                        noise_scale=values["noise_scale"], seed=values["noise_seed"], select=values["select"])
 
 
 class Evaluator(Protocol):
@@ -105,7 +127,8 @@ SUM_KEYS = ("count", "accuracy", "exact_accuracy", "q_halt_accuracy", "steps", "
 
 
 def eval_batch(graphdef: nnx.GraphDef, params: Any, buffers: Any, puzzle_table: jax.Array | None,
-               batch: act.Batch, policy: act.HaltingPolicy, early_exit: bool = False) -> dict[str, jax.Array]:
+               batch: act.Batch, policy: act.HaltingPolicy, early_exit: bool = False, noise_scale: float = 0.0,
+               rng: jax.Array | None = None) -> dict[str, jax.Array]:
     """Runs `num_steps` evaluation ACT steps on one batch, pure and jittable, and measures both halting
     rules in the same pass: the budget (every row runs N steps) and the Q head's (a row's answer is the
     one of the first step whose Q head says halt: TRM q_halt > 0, HRM q_halt > q_continue; rows that never
@@ -119,6 +142,8 @@ def eval_batch(graphdef: nnx.GraphDef, params: Any, buffers: Any, puzzle_table: 
       policy: the evaluation halting policy (`EvalSettings.halting`): N = policy.halt_max_steps steps.
       early_exit: stop the batch once every row has halted by its Q head (`lax.while_loop`; the budget
         quantities of the steps not run are then those of the last step run). False: a `lax.scan` of N.
+      noise_scale, rng: Gaussian noise of this sigma added to z_H and z_L at the start of every step
+        (key fold_in(rng, step)); 0 (or no rng): the deterministic evaluation.
     Returns:
       dict with the last step's metric sums (SUM_KEYS, float32 scalars), `exact_by_step` [N] float32
       (rows exactly correct after each step, among rows with labels), `preds` [B, S] int32 (argmax
@@ -138,6 +163,11 @@ def eval_batch(graphdef: nnx.GraphDef, params: Any, buffers: Any, puzzle_table: 
     def step(state, t):
         carry, halt_step, preds_halt, correct_halt = state
         carry = act.reset_carry(carry, batch, H_init, L_init)
+        if noise_scale and rng is not None:
+            kh, kl = jax.random.split(jax.random.fold_in(rng, t))
+            carry = carry.replace(
+                z_H=carry.z_H + (noise_scale * jax.random.normal(kh, carry.z_H.shape)).astype(carry.z_H.dtype),
+                z_L=carry.z_L + (noise_scale * jax.random.normal(kl, carry.z_L.shape)).astype(carry.z_L.dtype))
         _, (carry, outputs, metrics) = act.act_forward(model, carry, rows, policy)
         preds = jnp.argmax(outputs["logits"], axis=-1).astype(jnp.int32)
         correct = jnp.all(jnp.where(mask, preds == batch["labels"], True), axis=-1)
@@ -198,7 +228,8 @@ def _run_until_halted(step, state0, num_steps: int, has_labels: jax.Array):
 
 def jit_eval_step(graphdef: nnx.GraphDef, model_cfg, settings: EvalSettings, compute_shardings: Any = None,
                   in_shardings: Any = None, out_shardings: Any = None) -> Callable[..., dict[str, jax.Array]]:
-    """`eval_batch` jitted with the graph and policy bound: (params, buffers, puzzle_table, batch) -> dict.
+    """`eval_batch` jitted with the graph and policy bound: (params, buffers, puzzle_table, batch[, rng]) -> dict
+    (`rng`: the noise key when `settings.noise_scale` > 0).
 
     Args:
       compute_shardings: the parameters are constrained to these inside (FSDP all-gather), or None.
@@ -207,29 +238,62 @@ def jit_eval_step(graphdef: nnx.GraphDef, model_cfg, settings: EvalSettings, com
     policy = settings.halting(model_cfg)
     early_exit = settings.halt == "q_halt"
 
-    def step(params, buffers, table, batch):
+    def step(params, buffers, table, batch, rng=None):
         if compute_shardings is not None:
             params = jax.lax.with_sharding_constraint(params, compute_shardings)
-        return eval_batch(graphdef, params, buffers, table, batch, policy, early_exit=early_exit)
+        return eval_batch(graphdef, params, buffers, table, batch, policy, early_exit=early_exit,
+                          noise_scale=settings.noise_scale, rng=rng)
 
     kw = {} if in_shardings is None else {"in_shardings": in_shardings, "out_shardings": out_shardings}
     return jax.jit(step, **kw)
 
 
+def select_answers(answers: np.ndarray, confidence: np.ndarray, rule: str) -> np.ndarray:
+    """Which of K sampled answers each example keeps (arXiv 2605.19943: the Q head picks among trajectories).
+
+    Args:
+      answers: [P, K, S] int answers of P examples; confidence: [P, K] float q_halt logits of each answer.
+      rule: "q_halt" (the most confident answer), "vote" (the most frequent answer; ties: the first sample
+        giving one of them), "q_halt_vote" (the most frequent; ties: the most confident).
+    Returns:
+      [P] int64 indices into K.
+    Raises:
+      ValueError: an unknown rule.
+    """
+    if rule not in SELECT_RULES:
+        raise ValueError(f"select rule {rule!r}: expected one of {list(SELECT_RULES)}")
+    if rule == "q_halt":
+        return np.argmax(confidence, axis=1)
+    P, K, _ = answers.shape
+    out = np.zeros(P, np.int64)
+    for p in range(P):
+        _, first, inverse, counts = np.unique(answers[p], axis=0, return_index=True, return_inverse=True,
+                                              return_counts=True)
+        votes = counts[inverse.reshape(-1)]  # [K]: how many samples gave this sample's answer
+        tied = votes == votes.max()
+        if rule == "vote":
+            out[p] = int(np.flatnonzero(tied)[0])
+        else:
+            out[p] = int(np.flatnonzero(tied)[np.argmax(confidence[p][tied])])
+    return out
+
+
 def evaluate(eval_fn: Callable[..., dict[str, jax.Array]], params: Any, buffers: Any,
              puzzle_table: jax.Array | None, batches: Iterable[tuple[dict, int]],
              put_batch: Callable[[dict], act.Batch] = lambda b: b,
-             evaluator: Evaluator | None = None, halt: str = "budget") -> dict[str, Any]:
+             evaluator: Evaluator | None = None, settings: EvalSettings | None = None) -> dict[str, Any]:
     """Runs `eval_fn` (a jitted `eval_batch` with graphdef and num_steps bound) over all batches.
 
     Args:
-      eval_fn: (params, buffers, puzzle_table, batch) -> the dict of `eval_batch`.
+      eval_fn: (params, buffers, puzzle_table, batch[, rng]) -> the dict of `eval_batch`.
       batches: yields (local batch of numpy arrays, real rows in the global batch).
       put_batch: places a local numpy batch on the devices (sharding).
       evaluator: a task evaluator; it sees every global batch (inputs, labels, puzzle_identifiers),
-        the answers [B, S] (after step N, or at the halting step with halt="q_halt") and the last
-        step's q_halt logits [B], and its `result()` keys are added.
-      halt: which rule gives the headline figures: "budget" (the reference) or "q_halt" (early halting).
+        the answers [B, S] (after step N, or at the halting step with halt="q_halt"; with samples > 1 the
+        selected ones) and the last step's q_halt logits [B], and its `result()` keys are added.
+      settings: `halt` (which rule gives the headline figures: "budget", the reference, or "q_halt"),
+        `samples` / `noise_scale` / `seed` / `select` (K noisy trajectories per example, run as K rows
+        each); None: the reference's evaluation.
     Returns:
       {"count": examples with labels, "exact_accuracy", "accuracy", "q_halt_accuracy", "steps" (mean),
        "lm_loss" (mean per example), "exact_accuracy_by_step": [N] list, "halting": the Q head's rule
@@ -237,32 +301,57 @@ def evaluate(eval_fn: Callable[..., dict[str, jax.Array]], params: Any, buffers:
        `steps_histogram` [N + 1]: rows first halting at step 1..N, then never, `steps_run_mean`: steps the
        batches ran)}, floats, plus the evaluator's keys. With halt="q_halt", `exact_accuracy`,
        `exact_accuracy_by_step` and `steps` are the Q head's; `accuracy` and the losses stay those of the
-       last step run.
+       last step run. With samples K > 1, the per-row figures are means over the K rows of an example,
+       `exact_accuracy` is that of the answer `select` keeps, and `sampling` holds `samples`,
+       `noise_scale`, `select`, `exact_accuracy_by_select` (every rule), `exact_accuracy_per_sample` and
+       `pass_at_k` (any of the K answers exact: the ceiling of a selection rule).
     """
+    settings = settings or EvalSettings(halt_max_steps=0, global_batch_size=0, max_examples=None)
+    halt, K = settings.halt, settings.samples
     sums: dict[str, float] = {k: 0.0 for k in SUM_KEYS}
     by_step = by_step_halt = hist = None
     steps_run, n_batches = 0.0, 0
+    chosen_exact = {r: 0.0 for r in SELECT_RULES}
+    any_exact = 0.0
     if evaluator is not None:
         evaluator.begin()
-    for batch, _ in batches:
-        device_batch = put_batch(batch)
-        out = eval_fn(params, buffers, puzzle_table, device_batch)
+    for i, (batch, _) in enumerate(batches):
+        rows = {k: np.repeat(v, K, axis=0) for k, v in batch.items()} if K > 1 else batch
+        device_batch = put_batch(rows)
+        extra = (jax.random.fold_in(jax.random.key(settings.seed), i),) if settings.noise_scale else ()
+        out = eval_fn(params, buffers, puzzle_table, device_batch, *extra)
         host = {k: to_host(v) for k, v in device_batch.items()}
-        if evaluator is not None:
-            answers = out["preds_halt"] if halt == "q_halt" else out["preds"]
-            evaluator.update(host, to_host(answers), to_host(out["q_halt_logits"][-1]))
+        answers = to_host(out["preds_halt"] if halt == "q_halt" else out["preds"])
+        q = to_host(out["q_halt_logits"])  # [N, rows]
+        labelled = np.any(host["labels"] != IGNORE_LABEL_ID, axis=-1)
+        if K > 1:
+            answer_step = np.minimum(to_host(out["halt_step"]), q.shape[0]) if halt == "q_halt" else q.shape[0]
+            conf = q[answer_step - 1, np.arange(q.shape[1])].reshape(-1, K)
+            A = answers.reshape(-1, K, answers.shape[-1])
+            labels = host["labels"].reshape(-1, K, answers.shape[-1])[:, 0]
+            mask = labels != IGNORE_LABEL_ID
+            ok = np.all(np.where(mask[:, None], A == labels[:, None], True), axis=-1) & mask.any(-1)[:, None]
+            any_exact += float(ok.any(axis=1).sum())
+            for rule in SELECT_RULES:
+                idx = select_answers(A, conf, rule)
+                chosen_exact[rule] += float(ok[np.arange(len(idx)), idx].sum())
+                if rule == settings.select:
+                    picked = A[np.arange(len(idx)), idx]
+            if evaluator is not None:
+                evaluator.update({k: v[::K] for k, v in host.items()}, picked, q[-1][::K])
+        elif evaluator is not None:
+            evaluator.update(host, answers, q[-1])
         for k in SUM_KEYS:
-            sums[k] += float(out[k])
-        e, eh = (np.asarray(out[k], np.float64) for k in ("exact_by_step", "exact_halt_by_step"))
+            sums[k] += float(out[k]) / K
+        e, eh = (np.asarray(out[k], np.float64) / K for k in ("exact_by_step", "exact_halt_by_step"))
         by_step = e if by_step is None else by_step + e
         by_step_halt = eh if by_step_halt is None else by_step_halt + eh
-        labelled = np.any(host["labels"] != IGNORE_LABEL_ID, axis=-1)
-        h = np.bincount(to_host(out["halt_step"])[labelled] - 1, minlength=len(e) + 1).astype(np.float64)
+        h = np.bincount(to_host(out["halt_step"])[labelled] - 1, minlength=len(e) + 1).astype(np.float64) / K
         hist = h if hist is None else hist + h
         steps_run += float(out["steps_run"])
         n_batches += 1
     n = max(sums["count"], 1.0)
-    result: dict[str, Any] = {"count": int(sums["count"])}
+    result: dict[str, Any] = {"count": int(round(sums["count"]))}
     for k in ("exact_accuracy", "accuracy", "q_halt_accuracy", "steps", "lm_loss", "q_halt_loss"):
         result[k] = sums[k] / n
     result["exact_accuracy_by_step"] = [] if by_step is None else [float(x) / n for x in by_step]
@@ -271,6 +360,13 @@ def evaluate(eval_fn: Callable[..., dict[str, jax.Array]], params: Any, buffers:
         if halt == "q_halt":
             result.update(exact_accuracy=result["halting"]["exact_accuracy"], steps=result["halting"]["steps_mean"],
                           exact_accuracy_by_step=result["halting"]["exact_accuracy_by_budget"])
+    if K > 1:
+        per_sample = result["exact_accuracy"]
+        result["sampling"] = {"samples": K, "noise_scale": settings.noise_scale, "select": settings.select,
+                              "seed": settings.seed,
+                              "exact_accuracy_by_select": {r: v / n for r, v in chosen_exact.items()},
+                              "exact_accuracy_per_sample": per_sample, "pass_at_k": any_exact / n}
+        result["exact_accuracy"] = chosen_exact[settings.select] / n
     if evaluator is not None:
         result.update(evaluator.result())
     return result
@@ -294,5 +390,5 @@ def halting_summary(exact_by_budget: np.ndarray, histogram: np.ndarray, steps_ru
     by_budget = [float(np.sum(histogram * np.minimum(first, n)) / total) for n in range(1, N + 1)]
     return {"exact_accuracy": float(exact_by_budget[-1]), "exact_accuracy_by_budget": [float(x) for x in exact_by_budget],
             "steps_mean": by_budget[-1], "steps_mean_by_budget": by_budget,
-            "steps_histogram": [int(x) for x in histogram], "never_halted": float(histogram[-1] / total),
+            "steps_histogram": [float(x) for x in histogram], "never_halted": float(histogram[-1] / total),
             "steps_run_mean": float(steps_run_mean)}

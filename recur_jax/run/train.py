@@ -102,7 +102,7 @@ class PreparedRun:
                                to_example=self.task.test_transform, process_index=jax.process_index(),
                                process_count=jax.process_count(), max_examples=self.eval_settings.max_examples)
         return evaluate.evaluate(self.eval_fn, params, st.buffers, st.puzzle_table, batches, self.put_batch,
-                                 self.task_eval, halt=self.eval_settings.halt)
+                                 self.task_eval, settings=self.eval_settings)
 
 
 def _build_data(config: ml_collections.ConfigDict, workdir: str) -> Task:

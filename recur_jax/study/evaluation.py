@@ -18,7 +18,7 @@ import json
 import os
 import re
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import ml_collections
@@ -33,6 +33,13 @@ from recur_jax.tasks.registry import build_task
 OVERRIDABLE = ("eval", "data")  # config groups an evaluation may change
 
 
+def with_eval_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """`config` (a run record's dict) with the evaluation fields it predates (`evaluate.EVAL_DEFAULTS`)."""
+    out = json.loads(json.dumps(config, default=str))
+    out["eval"] = {**evaluate.EVAL_DEFAULTS, **out.get("eval", {})}
+    return out
+
+
 def config_overrides(recorded: dict[str, Any], now: dict[str, Any]) -> dict[str, Any]:
     """The dotted fields of `now` that differ from the run's `recorded` config.
 
@@ -40,7 +47,7 @@ def config_overrides(recorded: dict[str, Any], now: dict[str, Any]) -> dict[str,
       ValueError: a changed field outside `eval.*` / `data.*` (one line naming it), or
         `eval.halt_max_steps` set to 0 or less explicitly (a budget of no steps).
     """
-    old, new = (flatten(json.loads(json.dumps(d, default=str))) for d in (recorded, now))
+    old, new = (flatten(with_eval_defaults(d)) for d in (recorded, now))
     changed = {k: new[k] for k in new if old.get(k, object()) != new[k]}
     for k in changed:
         if k.split(".")[0] not in OVERRIDABLE:
@@ -96,11 +103,13 @@ def evaluate_run(workdir: str, config: ml_collections.ConfigDict | None = None, 
     evaluator = task.make_evaluator(out_dir, True) if task.make_evaluator else None
     t_eval = time.time()
     result = evaluate.evaluate(fn, run.params, run.buffers, run.puzzle_table, batches, evaluator=evaluator,
-                               halt=settings.halt)
+                               settings=settings)
     summary = {"workdir": os.path.abspath(workdir), "step": run.step, "weights": run.weights,
                "overrides": overrides, "settings": {"halt_max_steps": settings.halt_max_steps,
                                                     "global_batch_size": settings.global_batch_size,
-                                                    "max_examples": settings.max_examples, "halt": settings.halt},
+                                                    "max_examples": settings.max_examples, "halt": settings.halt,
+                                                    "samples": settings.samples, "noise_scale": settings.noise_scale,
+                                                    "select": settings.select, "seed": settings.seed},
                "eval": result, "data": task.describe, "eval_s": time.time() - t_eval, "wall_s": time.time() - t0,
                "devices": jax.device_count()}
     _write(out_dir, summary)
@@ -127,4 +136,90 @@ def _write(out_dir: str, summary: dict[str, Any]) -> None:
     write_json_atomic(os.path.join(out_dir, "summary.json"), summary, indent=2)
 
 
-__all__ = ["OVERRIDABLE", "config_overrides", "default_name", "evaluate_run"]
+def compute_report(workdir: str, config: ml_collections.ConfigDict, samples: Sequence[int], *,
+                   step: int | None = None, weights: str = "ema", name: str | None = None) -> dict[str, Any]:
+    """Exact accuracy against test-time compute for one checkpoint: every method on one chart.
+
+    One evaluation per K in `samples` (K = 1: deterministic, noise off; it gives the fixed-budget curve
+    n = 1..N and the Q head's early-halting curve in one pass; K > 1: `config.eval.noise_scale` noise,
+    one point per selection rule). FLOPs per example are the analytic forward FLOPs of a supervision step
+    (`core.flops.forward_flops`, as the benchmark counts them) x supervision steps x samples.
+
+    Returns:
+      The report written to `<workdir>/evals/<name>/compute.json` (with `compute.png` and `compute.html`
+      beside it): `table` (rows of method, samples, budget, mean steps used, FLOPs per example, exact
+      accuracy), `curves`, `reference` (the deterministic full budget), the per-K evaluation folders.
+    Raises:
+      ValueError: a K below 1, or as `evaluate_run`.
+    """
+    from recur_jax.core import flops
+    from recur_jax.study import plots
+
+    if not samples or min(samples) < 1:
+        raise ValueError(f"samples={list(samples)}: expected integers >= 1")
+    base = config.to_dict()
+    runs = {}
+    for K in sorted(set(int(k) for k in samples)):
+        cfg = ml_collections.ConfigDict(base)
+        cfg.eval.samples = K
+        if K == 1:
+            cfg.eval.noise_scale = 0.0
+        runs[K] = evaluate_run(workdir, cfg, step=step, weights=weights)
+    first = next(iter(runs.values()))
+    model_cfg = load_model_config(workdir)
+    per_step = float(flops.forward_flops(model_cfg, 1))
+    N = first["settings"]["halt_max_steps"]
+    table, curves = [], {}
+    if 1 in runs:
+        ev = runs[1]["eval"]
+        h = ev["halting"]
+        curves["fixed budget n (K = 1)"] = [(n * per_step, a) for n, a in enumerate(ev["exact_accuracy_by_step"], 1)]
+        curves["early halting at the Q head (K = 1)"] = [
+            (u * per_step, a) for u, a in zip(h["steps_mean_by_budget"], h["exact_accuracy_by_budget"])]
+        table += [("fixed budget", 1, n, n, n * per_step, a) for n, a in enumerate(ev["exact_accuracy_by_step"], 1)]
+        table.append(("early halting (Q head)", 1, N, h["steps_mean"], h["steps_mean"] * per_step, h["exact_accuracy"]))
+    for rule in evaluate.SELECT_RULES:
+        pts = []
+        for K, r in runs.items():
+            sm = r["eval"].get("sampling")
+            acc = sm["exact_accuracy_by_select"][rule] if sm else r["eval"]["exact_accuracy"]
+            pts.append((N * K * per_step, acc))
+            if sm:
+                table.append((f"samples, {rule}", K, N, N, N * K * per_step, acc))
+        curves[f"K samples (noise {base['eval']['noise_scale']:g}), chosen by {rule}"] = pts
+    for K, r in runs.items():
+        if "sampling" in r["eval"]:
+            table.append(("samples, any correct (pass@K)", K, N, N, N * K * per_step, r["eval"]["sampling"]["pass_at_k"]))
+    reference = (N * per_step, runs[min(runs)]["eval"]["exact_accuracy_by_step"][-1])
+    name = name or f"compute-step{first['step']}-{first['weights']}"
+    out_dir = os.path.join(os.path.abspath(workdir), "evals", name)
+    os.makedirs(out_dir, exist_ok=True)
+    png = plots.test_time_compute_report(curves, reference, os.path.join(out_dir, "compute.png"))
+    columns = ["method", "samples K", "budget N", "mean steps used", "FLOPs / example", "exact accuracy"]
+    rows = [(m, k, n, f"{u:.2f}", f"{f:.3g}", f"{a:.4f}") for m, k, n, u, f, a in table]
+    hist_png = first["plot"]
+    with open(os.path.join(out_dir, "compute.html"), "w") as f:
+        f.write(plots.html_page(f"Test-time compute, {workdir} step {first['step']}", columns, rows,
+                                [png, hist_png], notes=[f"FLOPs per supervision step per example: {per_step:.3g} "
+                                                        f"(analytic forward FLOPs). The star is the reference's "
+                                                        f"evaluation: deterministic, every row runs N = {N} steps."]))
+    if os.path.dirname(hist_png) != out_dir:
+        import shutil
+
+        shutil.copy(hist_png, out_dir)
+    report = {"table": [dict(zip(columns, r)) for r in table], "curves": {k: list(map(list, v)) for k, v in curves.items()},
+              "reference": list(reference), "flops_per_step": per_step,
+              "evaluations": {str(K): os.path.dirname(r["plot"]) for K, r in runs.items()}, "png": png}
+    write_json_atomic(os.path.join(out_dir, "compute.json"), report, indent=2)
+    return report
+
+
+def load_model_config(workdir: str):
+    """The ModelConfig of the run in `workdir` (from run.json)."""
+    from recur_jax.core.models import ModelConfig
+    from recur_jax.run.checkpoint import read_run_record
+
+    return ModelConfig.from_dict(read_run_record(workdir)["config"]["model"])
+
+
+__all__ = ["OVERRIDABLE", "compute_report", "config_overrides", "default_name", "evaluate_run", "with_eval_defaults"]

@@ -144,6 +144,24 @@ def eval_by_step(budget_curve: Sequence[float] | None, halting: Mapping[str, Any
     return _save(fig, path)
 
 
+def test_time_compute_report(curves: Mapping[str, Sequence[tuple[float, float]]], reference: tuple[float, float],
+                             path: str) -> str:
+    """Exact accuracy against test-time FLOPs per example (log scale), one curve per method; the
+    deterministic run at the full budget is marked with a star. Returns `path`."""
+    fig, ax = _figure("Test-time compute: exact accuracy against FLOPs", "test-time FLOPs per example",
+                      "exact accuracy")
+    for label, pts in curves.items():
+        if pts:
+            x, y = zip(*pts)
+            ax.plot(x, y, marker="o", ms=3, label=label)
+    ax.plot([reference[0]], [reference[1]], marker="*", ms=14, color="black", ls="none",
+            label="deterministic, full budget (the reference's evaluation)")
+    ax.set_xscale("log")
+    ax.set_ylim(-0.02, 1.02)
+    _legend(ax, len(curves) + 1)
+    return _save(fig, path)
+
+
 def accuracy_vs_flops(points: Sequence[Mapping[str, Any]], path: str) -> str:
     """Final exact accuracy against training FLOPs (log x).
 
