@@ -94,12 +94,12 @@ def main(argv):
     N = s["settings"]["halt_max_steps"]
     print(f"step {s['step']} ({s['weights']} weights), {ev['count']} test examples, budget N={N}, "
           f"halt={s['settings']['halt']}")
-    if s["settings"]["halt"] == "budget":
+    if s["settings"]["halt"] == "budget" and "sampling" not in ev:
         print(f"  every row runs N steps:      exact_accuracy {ev['exact_accuracy']:.4f}")
     print(f"  stop at the Q head's halt:   exact_accuracy {h['exact_accuracy']:.4f}, mean steps used "
           f"{h['steps_mean']:.2f} of {N} (never halted: {h['never_halted']:.1%}; steps run per batch "
           f"{h['steps_run_mean']:.2f})")
-    print("  exact accuracy by budget n:  " + " ".join(f"{x:.3f}" for x in ev["exact_accuracy_by_step"]))
+    print(f"  exact accuracy by budget n{' (per sample)' if 'sampling' in ev else ''}:  " + " ".join(f"{x:.3f}" for x in ev["exact_accuracy_by_step"]))
     if "sampling" in ev:
         sm = ev["sampling"]
         rules = ", ".join(f"{r} {v:.4f}" for r, v in sm["exact_accuracy_by_select"].items())

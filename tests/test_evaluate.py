@@ -259,3 +259,16 @@ def test_compute_report_puts_every_method_on_one_chart(tiny_run):
     out = tiny_run / "evals" / "compute-step6-ema"
     assert (out / "compute.png").stat().st_size > 10_000 and "early halting" in (out / "compute.html").read_text()
     assert json.loads((out / "compute.json").read_text())["reference"] == pytest.approx(report["reference"])
+
+
+def test_solve_with_samples_and_early_halting_is_deterministic_per_seed(tiny_run):
+    from recur_jax.inference.solve import solve_puzzles
+
+    puzzle = "..3.2.6..9..3.5..1..18.64....81.29..7.......8..67.82....26.95..8..2.3..9..5.1.3.."
+    runs = [solve_puzzles(str(tiny_run), puzzle, samples=3, noise_scale=0.5, seed=s, halt=h)
+            for s, h in ((0, "q_halt"), (0, "q_halt"), (0, "budget"))]
+    (a,), (b,), (c,) = runs
+    assert (a.answer == b.answer).all() and a.confidence == b.confidence and a.halt_step == b.halt_step
+    assert c.steps == 3 and 0.0 < c.confidence < 1.0
+    with pytest.raises(ValueError, match="eval.select='best'"):
+        solve_puzzles(str(tiny_run), puzzle, samples=2, select="best")

@@ -91,38 +91,51 @@ def _parse(text: str, where: str) -> np.ndarray:
     return np.frombuffer(text.replace(".", "0").encode(), np.uint8) - ord("0")
 
 
-def solve_puzzles(workdir: str, arg: str, *, steps: int = 0, checkpoint_step: int | None = None) -> list[Solution]:
+def solve_puzzles(workdir: str, arg: str, *, steps: int = 0, checkpoint_step: int | None = None,
+                  halt: str = "budget", samples: int = 1, noise_scale: float = 0.0, seed: int = 0,
+                  select: str = "q_halt") -> list[Solution]:
     """Loads the run in `workdir` (EMA weights when EMA was on) and answers every puzzle in `arg`.
 
+    Args:
+      steps: supervision steps (0: the run's evaluation budget).
+      halt: "budget" (the answer after the last step) or "q_halt" (the answer of the first step whose Q
+        head says halt; the batch stops once every puzzle has halted).
+      samples, noise_scale, seed, select: K noisy trajectories per puzzle, one answer kept by `select`
+        (`run.evaluate.select_answers`); the halting step and confidence are the kept trajectory's.
     Raises:
       FileNotFoundError: not a workdir, or no checkpoint.
       SolveError: malformed puzzles, or a run that was not trained on Sudoku.
+      ValueError: an invalid halt / samples / noise_scale / select.
     """
     questions = read_puzzles(arg)
     run = load_for_inference(workdir, checkpoint_step)
     if run.config.data.name != "sudoku":
         raise SolveError(f"{workdir} was trained on {run.config.data.name!r}, not sudoku")
-    settings = evaluate.resolve_settings(run.config, run.model_cfg, **({"halt_max_steps": steps} if steps else {}))
-    n_steps = settings.halt_max_steps
+    settings = evaluate.resolve_settings(run.config, run.model_cfg, halt=halt, samples=samples,
+                                         noise_scale=noise_scale, noise_seed=seed, select=select,
+                                         **({"halt_max_steps": steps} if steps else {}))
+    n_steps, K = settings.halt_max_steps, settings.samples
     fn = evaluate.jit_eval_step(run.graphdef, run.model_cfg, settings)
-    params, buffers, table = run.params, run.buffers, run.puzzle_table
     results = []
     bs = 64
-    for start in range(0, len(questions), bs):
+    for b, start in enumerate(range(0, len(questions), bs)):
         q = questions[start:start + bs]
-        pad = bs - len(q)
-        qp = np.concatenate([q, np.zeros((pad, 81), np.uint8)]) if pad else q
+        qp = np.repeat(np.concatenate([q, np.zeros((bs - len(q), 81), np.uint8)]), K, axis=0)
         batch = {"inputs": jnp.asarray(sudoku.encode(qp)),
                  "labels": jnp.full(qp.shape, IGNORE_LABEL_ID, jnp.int32),
-                 "puzzle_identifiers": jnp.zeros((bs,), jnp.int32)}
-        out = jax.device_get(fn(params, buffers, table, batch))
-        answers = sudoku.decode(np.asarray(out["preds"]))
-        q_halt = np.asarray(out["q_halt_logits"])  # [N, B]
+                 "puzzle_identifiers": jnp.zeros((bs * K,), jnp.int32)}
+        extra = (jax.random.fold_in(jax.random.key(settings.seed), b),) if settings.noise_scale else ()
+        out = jax.device_get(fn(run.params, run.buffers, run.puzzle_table, batch, *extra))
+        answers = sudoku.decode(np.asarray(out["preds_halt" if halt == "q_halt" else "preds"]))
+        q_halt = np.asarray(out["q_halt_logits"])  # [N, B * K]
+        first = np.asarray(out["halt_step"])  # N + 1: never said halt
+        at = np.minimum(first, n_steps) if halt == "q_halt" else np.full_like(first, n_steps)
+        conf_logit = q_halt[at - 1, np.arange(q_halt.shape[1])]
+        keep = evaluate.select_answers(answers.reshape(bs, K, -1), conf_logit.reshape(bs, K), settings.select)
         for i in range(len(q)):
-            said = np.nonzero(q_halt[:, i] > 0)[0]
-            halt_step = int(said[0]) + 1 if said.size else None
-            conf = float(jax.nn.sigmoid(q_halt[(halt_step or n_steps) - 1, i]))
-            ans = answers[i].astype(np.uint8)
+            r = i * K + int(keep[i])
+            halt_step = int(first[r]) if first[r] <= n_steps else None
+            ans = answers[r].astype(np.uint8)
             valid = bool(sudoku.is_valid_solution(ans)) and bool(sudoku.is_consistent(q[i], ans))
-            results.append(Solution(q[i], ans, valid, halt_step, conf, n_steps))
+            results.append(Solution(q[i], ans, valid, halt_step, float(jax.nn.sigmoid(conf_logit[r])), n_steps))
     return results
