@@ -94,6 +94,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.noise_scale = 0.0  # sigma of the noise added to z_H, z_L at every supervision step
     c.eval.noise_seed = 0
     c.eval.select = "q_halt"  # which of the K answers: q_halt (most confident), vote, q_halt_vote
+    c.eval.halt_threshold = 0.0  # early halting when q_halt exceeds this logit (0: the reference's rule)
 
     c.checkpoint = ml_collections.ConfigDict()
     c.checkpoint.keep = 3

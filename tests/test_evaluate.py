@@ -272,3 +272,13 @@ def test_solve_with_samples_and_early_halting_is_deterministic_per_seed(tiny_run
     assert c.steps == 3 and 0.0 < c.confidence < 1.0
     with pytest.raises(ValueError, match="eval.select='best'"):
         solve_puzzles(str(tiny_run), puzzle, samples=2, select="best")
+
+
+def test_a_lower_halt_threshold_halts_no_later():
+    cfg, graphdef, params, buffers, batch, table = _with_live_q_head("trm", 3.0)
+    policy = act.HaltingPolicy.for_evaluation(cfg, N)
+    steps = [np.asarray(evaluate.eval_batch(graphdef, params, buffers, table, batch, policy,
+                                            halt_threshold=t)["halt_step"]) for t in (2.0, 0.0, -2.0, -50.0)]
+    for later, earlier in zip(steps, steps[1:]):
+        assert (earlier <= later).all()
+    assert (steps[-1] == 1).all()  # every logit exceeds -50: every row halts at step 1

@@ -40,7 +40,7 @@ TRAIN_FIELDS: dict[str, Any] = {
     "optim": {"lr": float, "lr_min_ratio": float, "lr_warmup_steps": int, "beta1": float, "beta2": float,
               "weight_decay": float, "puzzle_emb_lr": float, "puzzle_emb_weight_decay": float},
     "eval": {"halt_max_steps": int, "global_batch_size": int, "max_examples": int, "halt": str, "samples": int,
-             "noise_scale": float, "noise_seed": int, "select": str},
+             "noise_scale": float, "noise_seed": int, "select": str, "halt_threshold": float},
     "checkpoint": {"keep": int, "async_save": bool},
     "nonfinite": {"policy": str, "max_consecutive_skips": int},
     "xla_flags": str,
@@ -53,7 +53,7 @@ TRAIN_FIELDS: dict[str, Any] = {
 }
 # older configs (run records) may lack these groups and fields
 OPTIONAL = ("nonfinite", "mesh", "sharding", "xla_flags", "host_hugepages", "halt", "samples", "noise_scale",
-            "noise_seed", "select")
+            "noise_seed", "select", "halt_threshold")
 
 
 def _type_ok(value: Any, expected: type) -> bool:

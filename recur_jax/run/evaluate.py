@@ -30,7 +30,8 @@ from recur_jax.core.losses import IGNORE_LABEL_ID
 HALT_MODES = ("budget", "q_halt")
 SELECT_RULES = ("q_halt", "vote", "q_halt_vote")
 # evaluation fields that older run records lack, with the values that reproduce those runs' evaluation
-EVAL_DEFAULTS = {"halt": "budget", "samples": 1, "noise_scale": 0.0, "noise_seed": 0, "select": "q_halt"}
+EVAL_DEFAULTS = {"halt": "budget", "samples": 1, "noise_scale": 0.0, "noise_seed": 0, "select": "q_halt",
+                 "halt_threshold": 0.0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +49,8 @@ class EvalSettings:
       noise_scale: sigma of the Gaussian noise added to z_H and z_L at the start of every supervision step
         (after the reset), in units of the latents' RMS (about 1 after the post-norm); 0: none.
       seed: the noise's PRNG seed, `eval.noise_seed` (a batch's key is fold_in(key(seed), batch index): deterministic).
+      halt_threshold: the Q head says halt when q_halt (TRM) or q_halt - q_continue (HRM) exceeds this
+        logit (0: the reference's rule; below 0 halts earlier: sigmoid(q_halt) > sigmoid(threshold)).
       select: the rule whose answer is the headline when samples > 1 (`SELECT_RULES`); every rule is
         measured in the same pass (`select_answers`).
     """
@@ -60,6 +63,7 @@ class EvalSettings:
     noise_scale: float = 0.0
     seed: int = 0
     select: str = "q_halt"
+    halt_threshold: float = 0.0
 
     def halting(self, model_cfg) -> act.HaltingPolicy:
         """The halting policy of this evaluation (`act.HaltingPolicy.for_evaluation`)."""
@@ -81,7 +85,7 @@ def resolve_settings(config: ml_collections.ConfigDict, model_cfg, **overrides: 
     """
     ev = config.eval
     kinds = {"halt_max_steps": int, "global_batch_size": int, "max_examples": int, "halt": str, "samples": int,
-             "noise_scale": float, "noise_seed": int, "select": str}
+             "noise_scale": float, "noise_seed": int, "select": str, "halt_threshold": float}
     values: dict[str, Any] = {k: t(ev.get(k, EVAL_DEFAULTS.get(k))) for k, t in kinds.items()}
     for k, v in overrides.items():
         if k not in values:
@@ -94,13 +98,16 @@ def resolve_settings(config: ml_collections.ConfigDict, model_cfg, **overrides: 
         raise ValueError(f"eval.halt={values['halt']!r}: expected one of {list(HALT_MODES)}")
     if values["select"] not in SELECT_RULES:
         raise ValueError(f"eval.select={values['select']!r}: expected one of {list(SELECT_RULES)}")
+    if not np.isfinite(values["halt_threshold"]):
+        raise ValueError(f"eval.halt_threshold={values['halt_threshold']}: expected a finite logit")
     if values["samples"] < 1 or not (np.isfinite(values["noise_scale"]) and values["noise_scale"] >= 0):
         raise ValueError(f"eval.samples={values['samples']}, eval.noise_scale={values['noise_scale']}: expected "
                          f"samples >= 1 and a finite noise_scale >= 0")
     return EvalSettings(halt_max_steps=values["halt_max_steps"] or int(model_cfg.halt_max_steps),
                         global_batch_size=values["global_batch_size"] or int(config.global_batch_size),
                         max_examples=values["max_examples"] or None, halt=values["halt"], samples=values["samples"],
-                        noise_scale=values["noise_scale"], seed=values["noise_seed"], select=values["select"])
+                        noise_scale=values["noise_scale"], seed=values["noise_seed"], select=values["select"],
+                        halt_threshold=values["halt_threshold"])
 
 
 class Evaluator(Protocol):
@@ -128,7 +135,7 @@ SUM_KEYS = ("count", "accuracy", "exact_accuracy", "q_halt_accuracy", "steps", "
 
 def eval_batch(graphdef: nnx.GraphDef, params: Any, buffers: Any, puzzle_table: jax.Array | None,
                batch: act.Batch, policy: act.HaltingPolicy, early_exit: bool = False, noise_scale: float = 0.0,
-               rng: jax.Array | None = None) -> dict[str, jax.Array]:
+               rng: jax.Array | None = None, halt_threshold: float = 0.0) -> dict[str, jax.Array]:
     """Runs `num_steps` evaluation ACT steps on one batch, pure and jittable, and measures both halting
     rules in the same pass: the budget (every row runs N steps) and the Q head's (a row's answer is the
     one of the first step whose Q head says halt: TRM q_halt > 0, HRM q_halt > q_continue; rows that never
@@ -144,6 +151,7 @@ def eval_batch(graphdef: nnx.GraphDef, params: Any, buffers: Any, puzzle_table: 
         quantities of the steps not run are then those of the last step run). False: a `lax.scan` of N.
       noise_scale, rng: Gaussian noise of this sigma added to z_H and z_L at the start of every step
         (key fold_in(rng, step)); 0 (or no rng): the deterministic evaluation.
+      halt_threshold: the Q head's rule halts when q_halt (HRM: q_halt - q_continue) > this logit.
     Returns:
       dict with the last step's metric sums (SUM_KEYS, float32 scalars), `exact_by_step` [N] float32
       (rows exactly correct after each step, among rows with labels), `preds` [B, S] int32 (argmax
@@ -172,7 +180,7 @@ def eval_batch(graphdef: nnx.GraphDef, params: Any, buffers: Any, puzzle_table: 
         preds = jnp.argmax(outputs["logits"], axis=-1).astype(jnp.int32)
         correct = jnp.all(jnp.where(mask, preds == batch["labels"], True), axis=-1)
         q_halt, q_cont = outputs["q_halt_logits"], outputs["q_continue_logits"]
-        says_halt = q_halt > 0 if policy.no_ACT_continue else q_halt > q_cont
+        says_halt = (q_halt if policy.no_ACT_continue else q_halt - q_cont) > halt_threshold
         first = says_halt & (halt_step > num_steps)
         halt_step = jnp.where(first, t + 1, halt_step)
         preds_halt = jnp.where(first[:, None], preds, preds_halt)
@@ -242,7 +250,7 @@ def jit_eval_step(graphdef: nnx.GraphDef, model_cfg, settings: EvalSettings, com
         if compute_shardings is not None:
             params = jax.lax.with_sharding_constraint(params, compute_shardings)
         return eval_batch(graphdef, params, buffers, table, batch, policy, early_exit=early_exit,
-                          noise_scale=settings.noise_scale, rng=rng)
+                          noise_scale=settings.noise_scale, rng=rng, halt_threshold=settings.halt_threshold)
 
     kw = {} if in_shardings is None else {"in_shardings": in_shardings, "out_shardings": out_shardings}
     return jax.jit(step, **kw)
