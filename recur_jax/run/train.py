@@ -98,9 +98,15 @@ class PreparedRun:
         """The evaluation of the current state (EMA weights when the run has EMA) on the test split."""
         st = self.state
         params = st.ema_params if self.config.ema else st.params
-        batches = eval_batches(self.task.test, global_batch_size=self.eval_settings.global_batch_size,
+        from tqdm import tqdm
+
+        settings = self.eval_settings
+        batches = eval_batches(self.task.test, global_batch_size=settings.global_batch_size,
                                to_example=self.task.test_transform, process_index=jax.process_index(),
-                               process_count=jax.process_count(), max_examples=self.eval_settings.max_examples)
+                               process_count=jax.process_count(), max_examples=settings.max_examples)
+        n = len(self.task.test) if settings.max_examples is None else min(len(self.task.test), settings.max_examples)
+        batches = tqdm(batches, total=-(-n // settings.global_batch_size), desc="eval", leave=False,
+                       disable=not self.is_main, dynamic_ncols=True)
         return evaluate.evaluate(self.eval_fn, params, st.buffers, st.puzzle_table, batches, self.put_batch,
                                  self.task_eval, settings=self.eval_settings)
 
@@ -210,6 +216,22 @@ def prepare_run(config: ml_collections.ConfigDict, workdir: str, *, overwrite: b
     return run
 
 
+def header(run: PreparedRun) -> str:
+    """What is about to run, in a few lines: model, data, steps, evaluation, workdir, devices."""
+    c, m, d = run.config, run.model_cfg, run.task.describe
+    dev = jax.devices()[0]
+    data = ", ".join(f"{k}={d[k]}" for k in ("source", "tier", "path", "num_train", "num_test") if d.get(k) is not None)
+    start = f", resuming from step {run.start_step}" if run.start_step else ""
+    return (f"recur_jax: {m.arch.upper()} ({'MLP' if m.mlp_t else 'attention'} mixer), {run.num_params:,} parameters, "
+            f"H_cycles={m.H_cycles} L_cycles={m.L_cycles} halt_max_steps={m.halt_max_steps}\n"
+            f"  data: {c.data.name} ({data})\n"
+            f"  train: {run.total} steps x {c.global_batch_size} examples{start}; evaluation of "
+            f"{run.eval_settings.halt_max_steps} supervision steps at the end"
+            f"{f' and every {c.eval_every} steps' if c.eval_every else ''}\n"
+            f"  workdir: {run.workdir}; devices: {jax.device_count()} x {dev.platform} ({dev.device_kind}), "
+            f"{jax.process_count()} process(es)")
+
+
 def _crossed(every: int, done: int, per_batch: int, total: int) -> bool:
     """Whether the batch that ended at optimizer step `done` crossed a multiple of `every` (before the end)."""
     return bool(every) and done // every > (done - per_batch) // every and done < total
@@ -254,6 +276,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, t_start: float, *, o
            resume_anyway: bool) -> dict[str, Any]:
     """`train_and_evaluate` inside the workdir lock."""
     run = prepare_run(config, workdir, overwrite=overwrite, resume_anyway=resume_anyway)
+    if run.is_main:
+        print(header(run), flush=True)
     loop = TrainLoop(run)
     with PreemptionGuard(jax.process_count()) as preemption:
         try:

@@ -98,6 +98,14 @@ class ArrayRecordBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True
         loaded = self._preloaded if self._preloaded is not None else self.builder_config.load()
         return self.split_generators(loaded)
 
+    # TFDS's own lines speak of downloads ("Downloading and preparing dataset Unknown size"): nothing is
+    # downloaded here, so one line of ours says what is built where.
+    def _log_download_bytes(self) -> None:
+        print(f"building the {self.name} data ({self.builder_config.name}) in {self.data_dir}", flush=True)
+
+    def _log_download_done(self) -> None:
+        pass
+
 
 def prepare(builder_cls: type[ArrayRecordBuilder], config: tfds.core.BuilderConfig, data_dir: str | os.PathLike
             ) -> tuple[ArrayRecordBuilder, Any]:
@@ -116,8 +124,14 @@ def prepare(builder_cls: type[ArrayRecordBuilder], config: tfds.core.BuilderConf
         return builder, None
     loaded = config.load()
     builder = builder_cls(config=config, data_dir=data_dir, file_format="array_record", preloaded=loaded)
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS))
+    from tensorflow_datasets.core.utils import tqdm_utils
+
+    tqdm_utils.disable_progress_bar()  # TFDS's per-split bars (the files take seconds; the line above says what)
+    try:
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+            download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS))
+    finally:
+        tqdm_utils.enable_progress_bar()
     return builder, loaded
 
 
