@@ -1,6 +1,6 @@
 """Early halting at test time: what stopping a batch at the Q head's halt saves, on a trained run.
 
-    python benchmarks/early_halting.py --workdir=runs/trm_sudoku_cpu [--thresholds=0,-1,-2,-3] [--batches=4]
+    python benchmarks/early_halting.py --workdir=runs/trm_sudoku_cpu [--thresholds=0,-0.5,-1] [--batches=4]
 
 For each halting threshold (a logit: the Q head says halt when q_halt exceeds it), the same test batches
 run twice, jitted: the reference's scan over the whole budget (`eval.halt=budget`, which also measures
@@ -18,7 +18,7 @@ import time
 from absl import app, flags
 
 flags.DEFINE_string("workdir", None, "A training run's workdir.", required=True)
-flags.DEFINE_list("thresholds", ["0", "-1", "-2", "-3"], "Halting thresholds (logits).")
+flags.DEFINE_list("thresholds", ["0", "-0.25", "-0.5", "-1"], "Halting thresholds (logits).")
 flags.DEFINE_integer("batches", 4, "Test batches timed per setting.", lower_bound=1)
 
 
@@ -37,6 +37,9 @@ def _time(fn, args_list):
 
 def main(argv):
     import numpy as np
+    from absl import logging
+
+    logging.set_verbosity(logging.WARNING)  # TFDS's INFO lines about the data being read
 
     from recur_jax.run import evaluate
     from recur_jax.run.checkpoint import load_for_inference
