@@ -25,16 +25,3 @@ def fixtures_dir() -> pathlib.Path:
 def curves_dir() -> pathlib.Path:
     """The official code's training curves (tests/fixtures/curves, README there)."""
     return CURVES
-
-# Module-scoped fixtures that train or run processes (tens of seconds each). Under pytest-xdist each worker
-# that runs a test needing one builds its own copy; the tests that share such a fixture are kept on one
-# worker instead (`xdist_group`, honoured by `--dist loadgroup` in pytest.ini). Other tests spread as usual.
-SHARED_RUN_FIXTURES = ("runs", "straight", "trained", "tiny_run", "single_device")
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        for name in SHARED_RUN_FIXTURES:
-            if name in getattr(item, "fixturenames", ()):
-                item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}:{name}"))
-                break

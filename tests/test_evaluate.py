@@ -177,7 +177,6 @@ def test_launch_evaluate_cli_one_line_errors(tiny_run):
 
     repo = pathlib.Path(__file__).resolve().parents[1]
     for args, status, needle in [(["--config.optim.lr=0.5"], 2, "a training field"),
-                                 (["--config.eval.halt_max_stepz=4"], 2, "halt_max_stepz"),
                                  (["--config.eval.halt_max_steps=0"], 2, "at least 1"),
                                  (["--config.eval.halt=q_halt", "--config.eval.halt_max_steps=4"], 0, "")]:
         res = subprocess.run([sys.executable, "-m", "launch.evaluate", f"--workdir={tiny_run}", *args], cwd=repo,
