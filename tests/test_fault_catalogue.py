@@ -4,9 +4,9 @@ Every case is one function registered with `@case(kind, what)`; the test below r
 when the bad input gives one clear line naming the field, file or line and what was expected (never a
 traceback, never an unpickling hint) or when the fault is recovered from with nothing lost. Cases that
 need a whole training run live in tests/test_faults.py and are listed in `ELSEWHERE` (checked to
-exist). WORKSPACE.md's "Fault catalogue" is this module's `markdown()`; a test keeps them equal:
+exist). docs/fault_catalogue.md is this module's `markdown()` under a title; a test keeps them equal:
 
-    python tests/test_fault_catalogue.py > /tmp/catalogue.md    # the section, regenerated
+    python tests/test_fault_catalogue.py > /tmp/catalogue.md    # the list, regenerated
 """
 
 from __future__ import annotations
@@ -950,7 +950,7 @@ def count() -> int:
 
 
 def markdown() -> str:
-    """The catalogue section of WORKSPACE.md."""
+    """The list of docs/fault_catalogue.md."""
     rows: dict[str, list[str]] = {}
     for name, (kind, what, _) in CASES.items():
         rows.setdefault(kind, []).append(f"{what} (`{name}`)")
@@ -972,8 +972,9 @@ def test_every_case_driven_elsewhere_exists():
 
 
 def test_workspace_lists_the_catalogue():
-    text = (REPO / "WORKSPACE.md").read_text()
-    assert markdown() in text, "WORKSPACE.md's fault catalogue is stale: python tests/test_fault_catalogue.py"
+    text = (REPO / "docs" / "fault_catalogue.md").read_text()
+    assert markdown() in text, "docs/fault_catalogue.md is stale: python tests/test_fault_catalogue.py"
+    assert "docs/fault_catalogue.md" in (REPO / "WORKSPACE.md").read_text()
     assert count() >= 100
 
 
