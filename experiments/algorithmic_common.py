@@ -18,6 +18,7 @@ def data_config(name: str = "sort", seq_len: int = 16, train_lengths=(2, 12), te
     d.num_test = 1000
     d.num_values = 10
     d.seed = 0
+    d.layout = "blocks"  # addition: "blocks" (a then b) or "interleaved" (a_0 b_0 a_1 b_1 ...)
     return d
 
 

@@ -15,6 +15,8 @@ All: sequence 81 + 16 puzzle-embedding prefix, batch 32, halt_max_steps 16, the 
 from experiments import common, sudoku_common
 from recur_jax.run import perf
 
+CHECK_ARGS = ['trm_att', 'trm_mlp', 'hrm', 'trm_att,bf16']  # the args tests/test_faults.py checks the config of
+
 
 def get_config(arg: str | None = None):
     args = common.parse_args(arg, {"trm_att", "trm_mlp", "hrm", "bf16"}, "trm_att", "experiments/bench.py")

@@ -2,6 +2,8 @@
 
 from experiments import arc_common, common
 
+CHECK_ARGS = ['v1', 'v2,cpu']  # the args tests/test_faults.py checks the config of
+
 
 def get_config(arg: str | None = None):
     args = common.parse_args(arg, {"v1", "v2", "cpu"}, "v1", "experiments/hrm_arc.py")

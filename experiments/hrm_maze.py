@@ -3,6 +3,8 @@ augmentations on the fly; off in the official build) and `cpu`."""
 
 from experiments import common, maze_common
 
+CHECK_ARGS = [None, 'cpu']  # the args tests/test_faults.py checks the config of
+
 
 def get_config(arg: str | None = None):
     args = common.parse_args(arg, {"aug", "cpu"}, "", "experiments/hrm_maze.py")

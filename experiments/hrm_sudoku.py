@@ -2,6 +2,8 @@
 
 from experiments import common, sudoku_common
 
+CHECK_ARGS = [None, 'cpu']  # the args tests/test_faults.py checks the config of
+
 
 def get_config(arg: str | None = None):
     args = common.parse_args(arg, {"cpu"}, "", "experiments/hrm_sudoku.py")

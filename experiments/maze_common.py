@@ -16,6 +16,7 @@ def data_config(augment: bool) -> ml_collections.ConfigDict:
     d.min_path = 110  # generator: shortest path length (moves) at least this
     d.loop_prob = 0.0  # generator: share of extra walls opened (0: a unique shortest path)
     d.workers = 1  # generator processes
+    d.cells = 15  # generator: cells per side, a board of side 2 * cells (15: Maze-Hard's 30 x 30)
     d.seed = 0
     d.augment = augment  # a random dihedral transform per training example
     d.report_num_tasks = 8  # mazes shown in <workdir>/report/index.html

@@ -37,8 +37,8 @@ def cpu_overrides(c: ml_collections.ConfigDict) -> None:
     """A run of about 5 minutes on 2 CPU cores: a small float32 model on easy generated puzzles.
 
     Easy tier: 36-45 givens, every puzzle solvable by naked/hidden singles (no search). Measured on
-    2 cores (TRM-MLP): about 120 training examples/s; 450 steps reach about 90% held-out exact
-    accuracy. The higher learning rate and the short EMA horizon suit a run of a few hundred steps.
+    2 cores (TRM-MLP): 450 steps reach 0.711 held-out exact accuracy on 1,000 test puzzles (the README
+    run, about 5 minutes of training on a quiet machine). The higher learning rate and the short EMA horizon suit a run of a few hundred steps.
     """
     common.cpu_training(c, total_steps=450, global_batch_size=64, checkpoint_every=150, log_every=25, ema_rate=0.95,
                         lr_warmup_steps=100)

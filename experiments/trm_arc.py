@@ -9,6 +9,8 @@ voting over the augmentations (summary.json `eval`), and <workdir>/report/index.
 
 from experiments import arc_common, common
 
+CHECK_ARGS = ['v1', 'v2', 'v1,cpu']  # the args tests/test_faults.py checks the config of
+
 
 def get_config(arg: str | None = None):
     args = common.parse_args(arg, {"v1", "v2", "cpu"}, "v1", "experiments/trm_arc.py")

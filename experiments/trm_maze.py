@@ -10,6 +10,8 @@ adds path_valid / path_optimal to exact_accuracy, and <workdir>/report/index.htm
 
 from experiments import common, maze_common
 
+CHECK_ARGS = [None, 'aug,cpu']  # the args tests/test_faults.py checks the config of
+
 
 def get_config(arg: str | None = None):
     args = common.parse_args(arg, {"aug", "cpu"}, "", "experiments/trm_maze.py")

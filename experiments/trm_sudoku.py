@@ -9,6 +9,8 @@ Without `data.path` the built-in generator supplies the puzzles. `cpu` is a run 
 
 from experiments import common, sudoku_common
 
+CHECK_ARGS = ['mlp', 'att', 'mlp,cpu', 'att,cpu']  # the args tests/test_faults.py checks the config of
+
 
 def get_config(arg: str | None = None):
     args = common.parse_args(arg, {"mlp", "att", "cpu"}, "mlp", "experiments/trm_sudoku.py")

@@ -85,8 +85,14 @@ def test_expand_validates_before_running(experiment, tmp_path):
         sweep.expand(experiment + ":bad", str(tmp_path / "root"))
     with pytest.raises(ValueError, match="'model.H_cycles' cannot take 'two'"):
         sweep.expand(experiment + ":badtype", str(tmp_path / "root"))
-    with pytest.raises(ValueError, match="same overrides"):
+    with pytest.raises(ValueError, match="same name"):
         sweep.expand(experiment, str(tmp_path), sweep=[{"seed": 1}, {"seed": 1}])
+    named = sweep.expand(experiment, str(tmp_path / "root"), sweep=[{"_name": "small", "seed": 1}, {"seed": 2}])
+    assert [r.name for r in named] == ["small", "seed=2"] and named[0].overrides == {"seed": 1}
+    assert not any("_name" in a for a in named[0].argv)
+    for bad in ("../x", "", "a b"):
+        with pytest.raises(ValueError, match="_name"):
+            sweep.expand(experiment, str(tmp_path), sweep=[{"_name": bad, "seed": 1}])
     with pytest.raises(FileNotFoundError):
         sweep.expand(str(tmp_path / "missing.py"), str(tmp_path))
 
@@ -168,16 +174,18 @@ def test_sweep_end_to_end_real_runs(experiment, tmp_path):
     root = str(tmp_path / "root")
     env = {**os.environ, "PYTHONPATH": REPO, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
     data = str(tmp_path / "data")
-    cmd = [sys.executable, "-m", "launch.sweep", f"--config={experiment}", f"--root={root}",
+    # the experiment path is relative to the directory launch.sweep runs in; so are its runs' commands
+    cmd = [sys.executable, "-m", "launch.sweep", "--config=exp.py", f"--root={root}",
            f"--set=data.data_dir={data}"]
-    out = subprocess.run(cmd + ["--dry_run"], cwd=REPO, env=env, text=True, capture_output=True)
+    here = os.path.dirname(experiment)
+    out = subprocess.run(cmd + ["--dry_run"], cwd=here, env=env, text=True, capture_output=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("todo") == 4
     # the L_cycles=2 runs look finished (a sweep resumed after they ended): only the two L_cycles=1 seeds run
     for name in ("L_cycles=2,seed=0", "L_cycles=2,seed=1"):
         _write_run(root, name, {"seed": int(name[-1]), "model": {"L_cycles": 2}},
                    {"eval": {"exact_accuracy": 0.25}, "wall_s": 1.0, "step": 4})
-    out = subprocess.run(cmd + ["--parallel=1"], cwd=REPO, env=env, text=True, capture_output=True, timeout=600)
+    out = subprocess.run(cmd + ["--parallel=1"], cwd=here, env=env, text=True, capture_output=True, timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "4/4 runs finished" in out.stdout and out.stdout.count("skip ") == 2
     s0 = json.load(open(os.path.join(root, "L_cycles=1,seed=0", "summary.json")))

@@ -51,6 +51,8 @@ from recur_jax.core import flops
 from recur_jax.core.models.config import ModelConfig
 from recur_jax.study import sweep
 
+CHECK_ARGS = ['sort', 'sort,cpu', 'sudoku,cpu']  # the args tests/test_faults.py checks the config of
+
 _FILE = "experiments/ablations/compute_vs_params.py"
 _ARGS = {"sort", "sudoku", "cpu"}
 REFERENCE = {"sort": (2, 2), "sudoku": (2, 3)}  # (H_cycles, L_cycles) of the comparisons with TRM

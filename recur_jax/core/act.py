@@ -107,12 +107,15 @@ class HaltingPolicy:
         evaluation, every row runs exactly N steps.
       no_ACT_continue: True: halt when q_halt > 0 (TRM); False: when q_halt > q_continue (HRM).
       exploration_prob: probability of drawing a minimum halting step U{2..N} (per row, every step).
+      early_halt: whether training halting may stop a row before N (False: `model.halt_in_training`
+        off, every row runs N steps; the Q head is trained all the same).
     """
 
     halt_max_steps: int
     training: bool
     no_ACT_continue: bool
     exploration_prob: float = 0.0
+    early_halt: bool = True
 
     def __post_init__(self):
         if int(self.halt_max_steps) < 1:
@@ -122,7 +125,7 @@ class HaltingPolicy:
     def for_training(cls, model_cfg: ModelConfig) -> "HaltingPolicy":
         """The model's training policy: its halt_max_steps, halting rule and exploration."""
         return cls(halt_max_steps=model_cfg.halt_max_steps, training=True, no_ACT_continue=model_cfg.no_ACT_continue,
-                   exploration_prob=model_cfg.halt_exploration_prob)
+                   exploration_prob=model_cfg.halt_exploration_prob, early_halt=model_cfg.halt_in_training)
 
     @classmethod
     def for_evaluation(cls, model_cfg: ModelConfig, halt_max_steps: int) -> "HaltingPolicy":
@@ -146,7 +149,7 @@ def halting(steps: jax.Array, q_halt: jax.Array, q_continue: jax.Array, policy: 
     N = policy.halt_max_steps
     is_last = steps >= N
     halted = is_last
-    if policy.training and N > 1:
+    if policy.training and N > 1 and policy.early_halt:
         halted = halted | ((q_halt > 0) if policy.no_ACT_continue else (q_halt > q_continue))
         if policy.exploration_prob > 0:
             if rng is None:

@@ -33,13 +33,17 @@ def block_flops(cfg: ModelConfig, batch: int) -> int:
 
     Attention: QKV projection D -> 3D, scores Q K^T and values A V (2 * L^2 * D each per example),
     output projection D -> D. MLP-t: SwiGLU over the sequence axis (L -> 2 I_t -> L) for each of
-    the D channels. Channel SwiGLU: D -> 2 I -> D.
+    the D channels. Convolution: k (1-D) or k^2 (2-D) taps per token and channel (depthwise; counted
+    though it is not a matmul, as the mixer's only work). Channel SwiGLU: D -> 2 I -> D.
     """
     D, L = cfg.hidden_size, cfg.total_len
     tokens = batch * L
     inter = swiglu_intermediate_size(D, cfg.expansion)
     mlp = 2 * tokens * (D * 2 * inter + inter * D)
-    if cfg.mlp_t:
+    if cfg.conv_kernel:  # depthwise: k (or k x k) multiply-adds per token and channel
+        taps = cfg.conv_kernel ** (2 if cfg.conv_grid_width else 1)
+        mixer = 2 * tokens * D * taps
+    elif cfg.mlp_t:
         inter_t = swiglu_intermediate_size(L, cfg.expansion)
         mixer = 2 * batch * D * (L * 2 * inter_t + inter_t * L)
     else:

@@ -360,6 +360,50 @@ class InferenceState:
     weights: str
 
 
+def at_size(run: InferenceState, seq_len: int, grid_width: int = 0, H_cycles: int = 0) -> InferenceState:
+    """`run` rebuilt for inputs of another size (length extrapolation) or another H_cycles, same weights.
+
+    Only the module structure changes (RoPE tables, latent shapes, the 2-D convolution's grid width,
+    the number of sweeps); the parameters are shared unchanged, which is possible when none of them has
+    a length axis: not with learned positions (`embed_pos` [P+S, D]) or the MLP-t mixer (a SwiGLU over
+    the sequence axis).
+
+    Args:
+      run: a loaded run (`load_for_inference`).
+      seq_len: S of the new inputs; grid_width: the new grid width for a 2-D convolution (0: keep);
+      H_cycles: sweeps per supervision step at test time (0: the run's).
+    Returns:
+      An InferenceState whose `model_cfg` and `graphdef` fit the new size (the same object when nothing
+      changes).
+    Raises:
+      ValueError: the model's parameters depend on seq_len (naming the field), or the new config is invalid.
+    """
+    from flax import nnx
+
+    from recur_jax.core.layers import Buffer
+    from recur_jax.core.models import build_model
+
+    cfg = run.model_cfg
+    changes = {"seq_len": int(seq_len)}
+    if cfg.conv_grid_width and grid_width:
+        changes["conv_grid_width"] = int(grid_width)
+    if H_cycles:
+        changes["H_cycles"] = int(H_cycles)
+    if all(getattr(cfg, k) == v for k, v in changes.items()):
+        return run
+    if int(seq_len) != cfg.seq_len:
+        if cfg.pos_encodings == "learned":
+            raise ValueError(f"model.pos_encodings='learned': the run's position table has seq_len={cfg.seq_len} "
+                             f"rows, so it cannot be evaluated at seq_len={seq_len} (RoPE or none generalise)")
+        if cfg.mlp_t:
+            raise ValueError(f"model.mlp_t=True: the MLP-t mixer's weights are sized for seq_len={cfg.seq_len}, "
+                             f"so the run cannot be evaluated at seq_len={seq_len}")
+    new_cfg = cfg.replace(**changes)
+    model = nnx.eval_shape(lambda: build_model(new_cfg, nnx.Rngs(params=0)))
+    graphdef, _, _ = nnx.split(model, nnx.Param, Buffer)
+    return dataclasses.replace(run, model_cfg=new_cfg, graphdef=graphdef)
+
+
 def read_run_record(workdir: str) -> dict[str, Any]:
     """`<workdir>/run.json` (size-limited JSON), checked to be a run record.
 
@@ -413,5 +457,5 @@ def load_for_inference(workdir: str, step: int | None = None, weights: str = "em
 
 
 __all__ = ["CheckpointError", "Checkpointer", "InferenceState", "abstract_like", "check_resumable",
-           "checkpoint_record", "is_disk_full", "load_for_inference", "prng_impl", "read_run_record", "restore_for_training",
+           "at_size", "checkpoint_record", "is_disk_full", "load_for_inference", "prng_impl", "read_run_record", "restore_for_training",
            "verify_fingerprint"]

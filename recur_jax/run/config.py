@@ -40,7 +40,8 @@ TRAIN_FIELDS: dict[str, Any] = {
     "optim": {"lr": float, "lr_min_ratio": float, "lr_warmup_steps": int, "beta1": float, "beta2": float,
               "weight_decay": float, "puzzle_emb_lr": float, "puzzle_emb_weight_decay": float},
     "eval": {"halt_max_steps": int, "global_batch_size": int, "max_examples": int, "halt": str, "samples": int,
-             "noise_scale": float, "noise_seed": int, "select": str, "halt_threshold": float},
+             "noise_scale": float, "noise_seed": int, "select": str, "halt_threshold": float,
+             "H_cycles": int},
     "checkpoint": {"keep": int, "async_save": bool},
     "nonfinite": {"policy": str, "max_consecutive_skips": int},
     "xla_flags": str,
@@ -53,7 +54,7 @@ TRAIN_FIELDS: dict[str, Any] = {
 }
 # older configs (run records) may lack these groups and fields
 OPTIONAL = ("nonfinite", "mesh", "sharding", "xla_flags", "host_hugepages", "halt", "samples", "noise_scale",
-            "noise_seed", "select", "halt_threshold")
+            "noise_seed", "select", "halt_threshold", "H_cycles")
 
 
 def _type_ok(value: Any, expected: type) -> bool:
@@ -179,6 +180,9 @@ def check_eval(config: ml_collections.ConfigDict, ctx: Context) -> None:
     if config.eval.get("samples", 1) != 1 or config.eval.get("noise_scale", 0.0) != 0:
         _bad("eval.samples", config.eval.get("samples"), "1 and eval.noise_scale=0 for training's evaluations "
              "(sampled trajectories are for launch.evaluate and launch.solve, which take them as overrides)")
+    if config.eval.get("H_cycles", 0) != 0:
+        _bad("eval.H_cycles", config.eval.H_cycles, "0 for training's evaluations (test-time H_cycles are for "
+             "launch.evaluate, which takes them as an override)")
 
 
 def check_mesh(config: ml_collections.ConfigDict, ctx: Context) -> None:

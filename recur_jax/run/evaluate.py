@@ -31,7 +31,7 @@ HALT_MODES = ("budget", "q_halt")
 SELECT_RULES = ("q_halt", "vote", "q_halt_vote")
 # evaluation fields that older run records lack, with the values that reproduce those runs' evaluation
 EVAL_DEFAULTS = {"halt": "budget", "samples": 1, "noise_scale": 0.0, "noise_seed": 0, "select": "q_halt",
-                 "halt_threshold": 0.0}
+                 "halt_threshold": 0.0, "H_cycles": 0}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -222,7 +222,8 @@ def header(run: PreparedRun) -> str:
     dev = jax.devices()[0]
     data = ", ".join(f"{k}={d[k]}" for k in ("source", "tier", "path", "num_train", "num_test") if d.get(k) is not None)
     start = f", resuming from step {run.start_step}" if run.start_step else ""
-    return (f"recur_jax: {m.arch.upper()} ({'MLP' if m.mlp_t else 'attention'} mixer), {run.num_params:,} parameters, "
+    mixer = "MLP" if m.mlp_t else (f"convolution k={m.conv_kernel}" if m.conv_kernel else "attention")
+    return (f"recur_jax: {m.arch.upper()} ({mixer} mixer), {run.num_params:,} parameters, "
             f"H_cycles={m.H_cycles} L_cycles={m.L_cycles} halt_max_steps={m.halt_max_steps}\n"
             f"  data: {c.data.name} ({data})\n"
             f"  train: {run.total} steps x {c.global_batch_size} examples{start}; evaluation of "

@@ -6,6 +6,8 @@ each batch once all its rows have halted (compute saved) and reports the Q head'
 
 The run's recorded config (run.json) is the starting point; only `eval.*` and `data.*` fields may be
 overridden (another test set, tier, seed or size; another budget; early halting with `eval.halt=q_halt`).
+Test data of another size (`data.seq_len`, `data.test_lengths`: length extrapolation) or `eval.H_cycles`
+rebuilds the model around the same weights (`run.checkpoint.at_size`).
 Results go to `<workdir>/evals/<name>/`: `summary.json` (settings, the evaluation with both halting
 rules, `exact_accuracy_by_step` 1..N from one pass), `metrics.jsonl` (one line per supervision step) and
 `accuracy_by_step.png`. The run's own files (checkpoints, run.json, metrics.jsonl, summary.json, tb/)
@@ -25,7 +27,7 @@ import ml_collections
 
 from recur_jax.io.safe_io import write_json_atomic
 from recur_jax.run import evaluate
-from recur_jax.run.checkpoint import load_for_inference
+from recur_jax.run.checkpoint import at_size, load_for_inference
 from recur_jax.study.results import flatten
 from recur_jax.tasks.loader import eval_batches
 from recur_jax.tasks.registry import build_task
@@ -53,6 +55,8 @@ def config_overrides(recorded: dict[str, Any], now: dict[str, Any]) -> dict[str,
         if k.split(".")[0] not in OVERRIDABLE:
             raise ValueError(f"config.{k}: a training field; an evaluation takes only eval.* and data.* overrides "
                              f"(the run's config is in its run.json)")
+    if int(changed.get("eval.H_cycles", 0)) < 0:
+        raise ValueError(f"config.eval.H_cycles={changed['eval.H_cycles']}: expected 0 (the run's) or a count >= 1")
     if "eval.halt_max_steps" in changed and int(changed["eval.halt_max_steps"]) < 1:
         raise ValueError(f"config.eval.halt_max_steps={changed['eval.halt_max_steps']}: expected a budget of at "
                          f"least 1 supervision step")
@@ -95,6 +99,7 @@ def evaluate_run(workdir: str, config: ml_collections.ConfigDict | None = None, 
     if any(k.startswith("data.") for k in overrides) and "data.data_dir" not in overrides:
         data.data_dir = os.path.join(out_dir, "data")  # another test set: built beside the results, not in the run
     task = build_task(data, workdir)
+    run = at_size(run, task.seq_len, task.grid_width, int(config.eval.get("H_cycles", 0)))
     settings = evaluate.resolve_settings(config, run.model_cfg)
     fn = evaluate.jit_eval_step(run.graphdef, run.model_cfg, settings)
     batches = eval_batches(task.test, global_batch_size=settings.global_batch_size, to_example=task.test_transform,
@@ -109,7 +114,8 @@ def evaluate_run(workdir: str, config: ml_collections.ConfigDict | None = None, 
                                                     "global_batch_size": settings.global_batch_size,
                                                     "max_examples": settings.max_examples, "halt": settings.halt,
                                                     "samples": settings.samples, "noise_scale": settings.noise_scale,
-                                                    "select": settings.select, "seed": settings.seed},
+                                                    "select": settings.select, "seed": settings.seed,
+                                                    "seq_len": run.model_cfg.seq_len, "H_cycles": run.model_cfg.H_cycles},
                "eval": result, "data": task.describe, "eval_s": time.time() - t_eval, "wall_s": time.time() - t0,
                "devices": jax.device_count()}
     _write(out_dir, summary)

@@ -69,6 +69,56 @@ def refinement_curve(series: Mapping[str, Sequence[float]], path: str,
     return _save(fig, path)
 
 
+_STYLES = [("o", "-"), ("s", "--"), ("^", ":"), ("D", "-."), ("v", (0, (5, 1))), ("P", (0, (1, 1)))]
+
+
+def accuracy_vs_size(series: Mapping[str, Sequence[tuple[int, float]]], train_size: int, path: str,
+                     token_series: Mapping[str, Sequence[tuple[int, float]]] | None = None) -> str:
+    """Left: exact accuracy at each row's full test-time budget against the instance size n (log2 axis), one
+    line per row (marker and dash differ, so rows that coincide stay visible); right (when `token_series`
+    is given): the per-token accuracy, where a row's breakdown shows before its exact accuracy reaches 0.
+    The largest training size is a vertical dotted line. Returns `path`."""
+    panels = [("exact accuracy at the full test-time budget", series)]
+    if token_series:
+        panels.append(("token (cell) accuracy at the full test-time budget", token_series))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.4), squeeze=False)
+    fig.suptitle("Extrapolation: accuracy against instance size (trained on n <= %d)" % train_size)
+    for ax, (ylabel, data) in zip(axes[0], panels):
+        for k, (label, pts) in enumerate(data.items()):
+            if pts:
+                xs, ys = zip(*sorted(pts))
+                marker, dash = _STYLES[k % len(_STYLES)]
+                ax.plot(xs, ys, marker=marker, ls=dash, ms=5, label=label)
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
+        ax.axvline(train_size, ls=":", color="gray", label=f"largest training size ({train_size})")
+        ax.set_xlabel("instance size n (log scale)")
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        _legend(ax, len(data) + 1)
+    return _save(fig, path)
+
+
+def accuracy_vs_steps(row: str, curves: Mapping[int, Sequence[float]], path: str) -> str:
+    """Exact accuracy after test-time supervision steps 1..N, one line per instance size n (log2 step
+    axis when N > 32), for the row `row`. Returns `path`."""
+    fig, ax = _figure(f"{row}: exact accuracy against test-time steps", "supervision steps at test time",
+                      "exact accuracy")
+    longest = max((len(c) for c in curves.values()), default=1)
+    for k, n in enumerate(sorted(curves)):
+        ys = curves[n]
+        marker, dash = _STYLES[k % len(_STYLES)]
+        ax.plot(np.arange(1, len(ys) + 1), ys, marker=marker if longest <= 32 else None, ls=dash, ms=3,
+                label=f"n = {n}")
+    if longest > 32:
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
+    ax.set_ylim(-0.02, 1.02)
+    _legend(ax, len(curves))
+    return _save(fig, path)
+
+
 def test_time_compute(series: Mapping[str, Sequence[float]], train_budget: Mapping[str, int], path: str) -> str:
     """Exact accuracy against the test-time halt_max_steps (1..N'), with each group's training budget
     marked by a dotted line of its colour; returns `path`."""

@@ -10,7 +10,9 @@ helpers below (the big_vision style of sweeps as lists of override dicts):
 `expand` validates every override against the experiment's locked config before anything runs (an
 unknown key or a wrong type names the run and the key) and gives each run a workdir under the sweep
 root whose name is a pure function of its overrides, so a rerun of the same sweep finds the same
-directories. A run is finished when its `summary.json` exists (train.py writes it last); finished runs
+directories; an entry may name its run instead with the key `"_name"` (`NAME_KEY`: letters, digits and
+`._=,+-`), e.g. `{"_name": "trm_conv", "model.conv_kernel": 3}`, which is not a config override.
+A run is finished when its `summary.json` exists (train.py writes it last); finished runs
 are skipped and unfinished ones resume from their newest checkpoint, so a killed sweep restarts where
 it stopped.
 """
@@ -37,6 +39,7 @@ from recur_jax.io import safe_io
 Overrides = dict[str, Any]
 
 SWEEP_FILE = "sweep.json"
+NAME_KEY = "_name"  # a sweep entry's own run name (not a config override)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -228,9 +231,14 @@ def expand(spec: str, root: str, overrides: Overrides | None = None, python: str
     for i, run_overrides in enumerate(sweep):
         if not isinstance(run_overrides, dict):
             raise ValueError(f"{path}: sweep entry {i} is {type(run_overrides).__name__}, expected a dict")
-        name = run_name(run_overrides)
+        run_overrides = dict(run_overrides)
+        given = run_overrides.pop(NAME_KEY, None)
+        if given is not None and (not isinstance(given, str) or not re.fullmatch(r"[A-Za-z0-9._=,+-]{1,120}", given)
+                                  or given in (".", "..")):
+            raise ValueError(f"{path}: sweep entry {i}: {NAME_KEY}={given!r}; expected 1-120 letters, digits or ._=,+-")
+        name = given or run_name(run_overrides)
         if name in seen:
-            raise ValueError(f"{path}: sweep entries {seen[name]} and {i} have the same overrides ({name})")
+            raise ValueError(f"{path}: sweep entries {seen[name]} and {i} have the same name ({name})")
         seen[name] = i
         merged = {**common, **run_overrides}
         apply_overrides(base, merged, f"{path} run {i} ({name})")
@@ -267,15 +275,15 @@ def run_local(runs: Sequence[Run], parallel: int = 1, env: dict[str, str] | None
 
     Finished runs (with summary.json) are skipped and reported with code 0. Each run's stdout and stderr
     go to `workdir/sweep.log` (appended, so a resumed run keeps the earlier output). A run that fails
-    does not stop the others. `cwd` is the directory the commands run in (default: the repository root
-    that holds `launch/`, so `python -m launch.main` resolves).
+    does not stop the others. `cwd` is the directory the commands run in (default: this process's working
+    directory, where the experiment path of `expand` was resolved; `launch` is an installed package).
 
     Raises:
       ValueError: `parallel` < 1.
     """
     if parallel < 1:
         raise ValueError(f"parallel={parallel}; expected at least 1")
-    cwd = cwd or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cwd = cwd or os.getcwd()
     todo = [r for r in runs if not r.finished()]
     codes = {r.name: 0 for r in runs if r.finished()}
     for name in codes:
@@ -330,7 +338,7 @@ def slurm_array_script(runs: Sequence[Run], root: str, parallel: int = 0, sbatch
     Returns:
       The script text (bash).
     """
-    cwd = cwd or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cwd = cwd or os.getcwd()
     limit = f"%{parallel}" if parallel else ""
     lines = ["#!/bin/bash", f"#SBATCH --job-name=sweep-{os.path.basename(os.path.abspath(root))}",
              f"#SBATCH --array=0-{len(runs) - 1}{limit}",

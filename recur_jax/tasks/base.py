@@ -43,6 +43,7 @@ class Task:
     num_puzzle_identifiers: int
     describe: dict[str, Any]
     make_evaluator: Callable[[str, bool], Any] | None = None
+    grid_width: int = 0  # width of the row-major grid the seq_len tokens form (0: a sequence)
 
 
 def data_dir(data: ml_collections.ConfigDict, workdir: str) -> str:

@@ -59,8 +59,11 @@ def grid_png(grid: np.ndarray, path: str, cell: int = 16) -> str:
 
 
 def maze_png(tokens: np.ndarray, path: str, cell: int = 8) -> str:
-    """Writes a maze ([30, 30] or [900] tokens 0..5: PAD, wall, open, start, goal, path) as a PNG."""
-    t = np.asarray(tokens).reshape(30, 30).astype(np.int64)
+    """Writes a maze ([side, side] or [side^2] tokens 0..5: PAD, wall, open, start, goal, path) as a PNG."""
+    from recur_jax.tasks.maze.data import board_side
+
+    n = board_side(tokens)
+    t = np.asarray(tokens).reshape(n, n).astype(np.int64)
     if t.min() < 0 or t.max() > 5:
         raise ValueError(f"maze tokens {int(t.min())}..{int(t.max())}; expected 0..5")
     _draw(t, MAZE_PALETTE, cell, 0).save(path)

@@ -15,7 +15,8 @@ from recur_jax.tasks.base import Task
 
 TASKS: dict[str, str] = {  # data.name -> the module with make_task(data, workdir) -> Task
     "sudoku": "recur_jax.tasks.sudoku.task", "arc": "recur_jax.tasks.arc.task", "maze": "recur_jax.tasks.maze.task",
-    "sort": "recur_jax.tasks.algorithmic.task", "addition": "recur_jax.tasks.algorithmic.task"}
+    "sort": "recur_jax.tasks.algorithmic.task", "addition": "recur_jax.tasks.algorithmic.task",
+    "prefix_sum": "recur_jax.tasks.algorithmic.task"}
 
 
 def build_task(data: ml_collections.ConfigDict, workdir: str) -> Task:

@@ -74,7 +74,8 @@ class RecursiveReasoner(nnx.Module):
         c = self.config
         return ReasoningModule(num_layers, hidden=c.hidden_size, num_heads=c.num_heads, expansion=c.expansion,
                                mlp_t=c.mlp_t, total_len=c.total_len, eps=c.rms_norm_eps,
-                               attention_impl=c.attention_impl, rngs=rngs)
+                               attention_impl=c.attention_impl, conv_kernel=c.conv_kernel,
+                               conv_grid_width=c.conv_grid_width, rngs=rngs)
 
     def _pure(self, module: ReasoningModule):
         """(state, fn): `fn(state, z, injection)` applies `module` functionally (for lax.scan bodies),
@@ -121,10 +122,18 @@ class RecursiveReasoner(nnx.Module):
         return math.sqrt(c.hidden_size) * emb
 
     def heads(self, z_H: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """z_H [B, P+S, D] -> (logits [B, S, V] compute dtype, q_halt [B] f32, q_continue [B] f32)."""
+        """z_H [B, P+S, D] -> (logits [B, S, V] compute dtype, q_halt [B] f32, q_continue [B] f32).
+
+        The Q head reads z_H[:, 0] (the reference) or, with `q_head_input="mean"`, the mean over all
+        positions (a halting input that does not depend on where the answer is, for inputs of any size).
+        """
         P = self.config.prefix_len
         logits = self.lm_head(z_H[:, P:])
-        q = self.q_head(z_H[:, 0]).astype(accum_dtype(z_H.dtype))
+        if self.config.q_head_input == "first":
+            pooled = z_H[:, 0]
+        else:
+            pooled = jnp.mean(z_H, axis=1, dtype=accum_dtype(z_H.dtype)).astype(z_H.dtype)
+        q = self.q_head(pooled).astype(accum_dtype(z_H.dtype))
         return logits, q[:, 0], q[:, 1]
 
     def recur(self, z_H: jax.Array, z_L: jax.Array, x: jax.Array, grad_mode: str) -> tuple[jax.Array, jax.Array]:

@@ -48,6 +48,10 @@ class ModelConfig:
       mlp_t: TRM-MLP: replace attention by a SwiGLU over the sequence axis (TRM.md 2.7).
       halt_max_steps: N_sup, the maximum number of ACT (supervision) steps.
       halt_exploration_prob: probability of drawing a minimum halting step U{2..halt_max_steps}.
+      halt_in_training: True (the reference): in training the Q head may halt a row before
+        halt_max_steps. False (ours): the Q head is still trained, but every row gets all halt_max_steps
+        supervision steps, so the iteration is trained to stay put after the point of solution (needed
+        for length extrapolation, where test-time budgets run far beyond training's).
       no_ACT_continue: True: halt when q_halt > 0 (TRM); False: halt when q_halt > q_continue and
         train q_continue on HRM's bootstrapped target (second forward pass without gradient).
       grad_mode: "one_step" (HRM), "last_sweep" (TRM) or "full" (backprop through every sweep).
@@ -60,6 +64,13 @@ class ModelConfig:
         about one extra forward of the differentiated sweep.
       unroll_grad_sweep: trace the differentiated sweep's L updates unrolled instead of under
         `lax.scan` (performance only; the numbers are the same).
+      conv_kernel: 0 (the reference's mixers), or k (odd): the token mixer is a depthwise convolution of
+        width k (ours, `layers.DepthwiseConv`): local mixing whose parameters do not depend on seq_len,
+        for length extrapolation (train small, test large by recursing longer). Not with mlp_t.
+      conv_grid_width: 0: the convolution runs over the sequence (1-D, prefix included); W: the S tokens
+        are a row-major grid of width W and the convolution is k x k (needs no puzzle prefix).
+      q_head_input: "first" (the reference: the Q head reads z_H[:, 0]) or "mean" (the mean of z_H over
+        positions; a size-independent halting input for length extrapolation).
       attention_impl: "dot_product_attention" (`jax.nn.dot_product_attention`, cuDNN/flash on GPU)
         or "einsum" (heads-first einsums and a float32 softmax; performance only, same maths).
     """
@@ -83,6 +94,7 @@ class ModelConfig:
     mlp_t: bool = False
     halt_max_steps: int = 16
     halt_exploration_prob: float = 0.1
+    halt_in_training: bool = True
     no_ACT_continue: bool = True
     grad_mode: str = "last_sweep"
     forward_dtype: str = "bfloat16"
@@ -90,6 +102,9 @@ class ModelConfig:
     remat: bool = False
     unroll_grad_sweep: bool = False
     attention_impl: str = "dot_product_attention"
+    conv_kernel: int = 0
+    conv_grid_width: int = 0
+    q_head_input: str = "first"
 
     def __post_init__(self):
         def bad(field: str, expected: str):
@@ -117,7 +132,7 @@ class ModelConfig:
             bad("H_cycles", "an integer >= 1")
         if self.L_cycles < 1 and self.arch != "transformer":
             bad("L_cycles", "an integer >= 1")
-        if self.hidden_size % self.num_heads and not self.mlp_t:
+        if self.hidden_size % self.num_heads and not (self.mlp_t or self.conv_kernel):
             bad("num_heads", f"a divisor of hidden_size={self.hidden_size}")
         if self.arch == "trm" and self.L_layers < 1:
             bad("L_layers", "an integer >= 1 for TRM")
@@ -131,6 +146,21 @@ class ModelConfig:
             bad("puzzle_emb_len", f"0 or at least ceil(puzzle_emb_ndim / hidden_size) = "
                 f"{math.ceil(self.puzzle_emb_ndim / self.hidden_size)} (puzzle_emb_ndim={self.puzzle_emb_ndim} "
                 f"must fit in puzzle_emb_len * hidden_size)")
+        if self.conv_kernel < 0 or (self.conv_kernel and self.conv_kernel % 2 == 0):
+            bad("conv_kernel", "0 (off) or an odd width >= 1")
+        if self.conv_kernel and self.mlp_t:
+            bad("conv_kernel", "0 when mlp_t=True (one token mixer: attention, MLP-t or convolution)")
+        if self.conv_kernel and self.pos_encodings == "rope":
+            bad("pos_encodings", "'none' (or 'learned') when conv_kernel > 0: RoPE acts only inside attention")
+        if self.conv_grid_width < 0 or (self.conv_grid_width and not self.conv_kernel):
+            bad("conv_grid_width", "0, or a grid width >= 1 together with conv_kernel > 0")
+        if self.conv_grid_width and self.seq_len % self.conv_grid_width:
+            bad("conv_grid_width", f"a divisor of seq_len={self.seq_len} (the grid's width)")
+        if self.conv_grid_width and self.prefix_len:
+            bad("conv_grid_width", "0 when there is a puzzle prefix (puzzle_emb_ndim > 0): the 2-D convolution "
+                "covers the grid only; use the 1-D convolution (conv_grid_width=0) with a prefix")
+        if self.q_head_input not in ("first", "mean"):
+            bad("q_head_input", "'first' or 'mean'")
         if not 0.0 <= self.halt_exploration_prob <= 1.0:
             bad("halt_exploration_prob", "a probability in [0, 1]")
 

@@ -1,4 +1,4 @@
-"""Algorithmic tasks whose serial depth grows with the input: sorting and multi-digit addition.
+"""Algorithmic tasks whose serial depth grows with the input: sorting, multi-digit addition, prefix sums.
 
 Both are the kind of problem behind the compute-depth argument of the HRM and TRM papers: a network of
 fixed depth cannot run an algorithm whose number of sequential steps grows with the input size (a
@@ -14,6 +14,14 @@ the task's transform):
   * addition: two n-digit numbers a, b, least significant digit first: inputs = [a_0 .. a_{n-1},
     b_0 .. b_{n-1}, PAD ...] with digit d as token d+1 (vocab 11); targets = the n+1 digits of a + b
     (least significant first) at positions 0..n, the rest unsupervised. seq_len >= 2 * max length.
+    With layout "interleaved" the digits of a and b alternate, [a_0, b_0, a_1, b_1, ...], and sum digit
+    i is the target at position 2i (the carry out, digit n, at position 2n; seq_len >= 2 * max length
+    + 1): the digits a column adds are neighbours whatever n is, so a local mixer can learn one rule
+    for every length (length extrapolation).
+  * prefix_sum: the "deep thinking" prefix-sum task (Schwarzschild et al. 2021, arXiv 2106.04537): n
+    random bits, bit b as token b+1 (vocab 3); target at position i the parity of bits 0..i (the
+    running sum mod 2) as token p+1. Position i depends on all i+1 bits before it, so a mixer that
+    moves information a fixed distance per call needs ~n calls: depth grows with the length.
 
 Generation is seeded numpy and vectorised; `split_seed` gives train and test independent streams.
 """
@@ -25,7 +33,8 @@ import dataclasses
 import numpy as np
 
 PAD = 0
-TASKS = ("sort", "addition")
+TASKS = ("sort", "addition", "prefix_sum")
+LAYOUTS = ("blocks", "interleaved")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +56,7 @@ class AlgorithmicSet:
 
 
 def vocab_size(task: str, num_values: int = 10) -> int:
-    """Tokens of `task`: PAD plus the values (sort: num_values + 1; addition: 11).
+    """Tokens of `task`: PAD plus the values (sort: num_values + 1; addition: 11; prefix_sum: 3).
 
     Raises:
       ValueError: unknown task.
@@ -56,37 +65,43 @@ def vocab_size(task: str, num_values: int = 10) -> int:
         return num_values + 1
     if task == "addition":
         return 11
+    if task == "prefix_sum":
+        return 3
     raise ValueError(f"algorithmic task {task!r}; expected one of {TASKS}")
 
 
-def check_lengths(task: str, seq_len: int, min_len: int, max_len: int, field: str = "data") -> None:
+def check_lengths(task: str, seq_len: int, min_len: int, max_len: int, field: str = "data",
+                  layout: str = "blocks") -> None:
     """Validates a length range against `seq_len`.
 
     Raises:
       ValueError: naming `field`, when min_len < 1, max_len < min_len, or the longest example does not
-        fit (sort: max_len <= seq_len; addition: 2 * max_len <= seq_len, the sum has max_len + 1 digits).
+        fit (sort, prefix_sum: max_len <= seq_len; addition: 2 * max_len <= seq_len, the sum has max_len + 1 digits).
     """
     if task not in TASKS:
         raise ValueError(f"{field}.name={task!r}; expected one of {TASKS}")
+    if layout not in LAYOUTS or (layout != "blocks" and task != "addition"):
+        raise ValueError(f"data.layout={layout!r}: expected 'blocks', or 'interleaved' for addition")
     if min_len < 1 or max_len < min_len:
         raise ValueError(f"{field}: lengths {min_len}..{max_len}; expected 1 <= min_len <= max_len")
-    need = max_len if task == "sort" else 2 * max_len
+    need = (2 * max_len + (layout == "interleaved")) if task == "addition" else max_len
     if need > seq_len:
         raise ValueError(f"{field}: {task} examples of length {max_len} need seq_len >= {need}, got seq_len={seq_len}")
 
 
 def generate(task: str, count: int, seed: int, split_seed: int, *, seq_len: int, min_len: int, max_len: int,
-             num_values: int = 10) -> AlgorithmicSet:
+             num_values: int = 10, layout: str = "blocks") -> AlgorithmicSet:
     """`count` examples of `task` with lengths uniform in [min_len, max_len].
 
     Args:
-      task: "sort" or "addition".
+      task: "sort", "addition" or "prefix_sum".
       count: number of examples.
       seed, split_seed: the generator is `default_rng([seed, split_seed])` (train and test use different
         split seeds, so they are independent streams).
       seq_len: padded length.
       min_len, max_len: the range of list lengths (sort) or digit counts (addition).
       num_values: (sort) values are 0..num_values-1 (duplicates allowed).
+      layout: (addition) "blocks" (a then b) or "interleaved" (see the module docstring).
 
     Returns:
       An AlgorithmicSet with inputs/targets [count, seq_len] uint8 and lengths [count] int32.
@@ -94,7 +109,7 @@ def generate(task: str, count: int, seed: int, split_seed: int, *, seq_len: int,
     Raises:
       ValueError: bad lengths (see `check_lengths`), count < 0, num_values outside 2..254.
     """
-    check_lengths(task, seq_len, min_len, max_len)
+    check_lengths(task, seq_len, min_len, max_len, layout=layout)
     if count < 0:
         raise ValueError(f"count={count}; expected >= 0")
     if task == "sort" and not 2 <= num_values <= 254:
@@ -111,6 +126,11 @@ def generate(task: str, count: int, seed: int, split_seed: int, *, seq_len: int,
         big = np.where(live, values, np.iinfo(np.int64).max)
         ordered = np.sort(big, axis=1)
         targets[:] = np.where(live, ordered + 1, PAD)
+    elif task == "prefix_sum":
+        live = pos < lengths[:, None]
+        bits = np.where(live, rng.integers(0, 2, (count, seq_len)), 0)
+        inputs[:] = np.where(live, bits + 1, PAD)
+        targets[:] = np.where(live, np.cumsum(bits, axis=1) % 2 + 1, PAD)
     else:
         width = max_len
         a = rng.integers(0, 10, (count, width))
@@ -126,6 +146,10 @@ def generate(task: str, count: int, seed: int, split_seed: int, *, seq_len: int,
         digits[:, width] = carry
         for r in range(count):  # place a, b and the n+1 sum digits of row r
             n = lengths[r]
+            if layout == "interleaved":
+                inputs[r, 0:2 * n:2], inputs[r, 1:2 * n:2] = a[r, :n] + 1, b[r, :n] + 1
+                targets[r, 0:2 * n + 1:2] = digits[r, :n + 1] + 1  # column n: 0 + 0 + the carry
+                continue
             inputs[r, :n] = a[r, :n] + 1
             inputs[r, n:2 * n] = b[r, :n] + 1
             targets[r, :n] = digits[r, :n] + 1

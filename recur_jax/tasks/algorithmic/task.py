@@ -12,16 +12,17 @@ from recur_jax.tasks.algorithmic.builder import build_algorithmic
 from recur_jax.tasks.base import Task, data_dir as task_data_dir
 
 def make_task(data: ml_collections.ConfigDict, workdir: str) -> Task:
-    """Sorting or multi-digit addition (`recur_jax.tasks.algorithmic.data`), generated; data.name picks it.
+    """Sorting, multi-digit addition or prefix sums (`recur_jax.tasks.algorithmic.data`), generated; data.name picks it.
 
     Fields: seq_len, train_lengths / test_lengths ((min, max) list length or digit count; a longer test
-    range measures length generalisation), num_train, num_test, seed, num_values (sort). Targets 0
+    range measures length generalisation), num_train, num_test, seed, num_values (sort), layout (addition: "blocks" or "interleaved"). Targets 0
     (padding, the addends' positions) are unsupervised (IGNORE_LABEL_ID); one puzzle id; no augmentation.
     """
     data_dir = task_data_dir(data, workdir)
     splits = build_algorithmic(data_dir, task=data.name, seq_len=data.seq_len, train_lengths=tuple(data.train_lengths),
                                test_lengths=tuple(data.test_lengths), num_train=data.num_train,
-                               num_test=data.num_test, seed=data.seed, num_values=data.num_values)
+                               num_test=data.num_test, seed=data.seed, num_values=data.num_values,
+                               layout=data.get("layout", "blocks"))
 
     def example(record, rng=None):
         del rng

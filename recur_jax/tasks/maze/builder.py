@@ -42,17 +42,21 @@ class MazeConfig(tfds.core.BuilderConfig):
     min_path: int = maze.MIN_PATH
     loop_prob: float = 0.0
     workers: int = 1
+    cells: int = maze.SIZE // 2
 
     @classmethod
     def make(cls, *, source: str, path: str | os.PathLike | None = None, seed: int = 0, num_train: int = 1000,
              num_test: int = 1000, min_path: int = maze.MIN_PATH, loop_prob: float = 0.0,
-             workers: int = 1) -> MazeConfig:
+             workers: int = 1, cells: int = maze.SIZE // 2) -> MazeConfig:
         """Validates the parameters and names the config after their hash.
 
         Raises:
           ValueError: unknown source, missing path, negative sizes, loop_prob outside [0, 1].
           FileNotFoundError: (csv) train.csv or test.csv missing.
         """
+        if cells < 2 or (source == "csv" and cells != maze.SIZE // 2):
+            raise ValueError(f"maze data cells={cells}; expected >= 2 (generated mazes; the CSV format is 15 cells, "
+                             f"a 30 x 30 board)")
         if source not in ("csv", "generated"):
             raise ValueError(f"maze data source={source!r}; expected 'csv' or 'generated'")
         if num_train < 0 or num_test < 0 or seed < 0 or min_path < 1 or not 0.0 <= loop_prob <= 1.0:
@@ -69,16 +73,18 @@ class MazeConfig(tfds.core.BuilderConfig):
             path = None
             identity.update(seed=int(seed), num_train=int(num_train), num_test=int(num_test), min_path=int(min_path),
                             loop_prob=float(loop_prob))
+            if cells != maze.SIZE // 2:  # only then: data sets built before the field existed keep their names
+                identity["cells"] = int(cells)
         name, description = config_name(source, identity)
         return cls(name=name, version=VERSION, description=description, source=source, path=path, seed=int(seed), num_train=int(num_train), num_test=int(num_test),
-                   min_path=int(min_path), loop_prob=float(loop_prob), workers=int(workers))
+                   min_path=int(min_path), loop_prob=float(loop_prob), workers=int(workers), cells=int(cells))
 
     def load(self) -> dict[str, maze.MazeSet]:
         """Both splits (reads and validates the CSV files, or generates). Raises MazeDataError."""
         if self.source == "csv":
             return {s: maze.read_csv(os.path.join(self.path, f"{s}.csv")) for s in SPLITS}
         return {split: maze.generate(n, self.seed, stream=stream, min_path=self.min_path, loop_prob=self.loop_prob,
-                                     workers=self.workers)
+                                     workers=self.workers, cells=self.cells)
                 for stream, (split, n) in enumerate((("train", self.num_train), ("test", self.num_test)))}
 
 
@@ -89,8 +95,9 @@ class Maze(ArrayRecordBuilder):
     HOMEPAGE = "https://huggingface.co/datasets/sapientinc/maze-30x30-hard-1k"
 
     def features(self) -> dict[str, Any]:
-        return {"question": tfds.features.Tensor(shape=(maze.SEQ_LEN,), dtype=np.uint8),
-                "answer": tfds.features.Tensor(shape=(maze.SEQ_LEN,), dtype=np.uint8),
+        seq_len = (2 * self.builder_config.cells) ** 2
+        return {"question": tfds.features.Tensor(shape=(seq_len,), dtype=np.uint8),
+                "answer": tfds.features.Tensor(shape=(seq_len,), dtype=np.uint8),
                 "path_length": tfds.features.Scalar(dtype=np.int32)}
 
     def example(self, data: maze.MazeSet, i: int) -> dict[str, Any]:
@@ -99,16 +106,18 @@ class Maze(ArrayRecordBuilder):
 
 def build_maze(data_dir: str | os.PathLike, *, source: str, path: str | os.PathLike | None = None, seed: int = 0,
                num_train: int = 1000, num_test: int = 1000, min_path: int = maze.MIN_PATH, loop_prob: float = 0.0,
-               workers: int = 1) -> dict[str, Any]:
+               workers: int = 1, cells: int = maze.SIZE // 2) -> dict[str, Any]:
     """Builds the Maze splits under `data_dir` if needed and returns their data sources.
 
+    `cells`: (generated) cells per side; the board has side 2 * cells (15: Maze-Hard's 30 x 30).
+
     Returns:
-      {"train": source, "test": source}; `ds[i]` = {question [900] uint8, answer [900] uint8,
+      {"train": source, "test": source}; `ds[i]` = {question [side^2] uint8, answer [side^2] uint8,
       path_length int32}.
     Raises:
       MazeDataError: a malformed CSV line (file and line named); ValueError / FileNotFoundError: bad parameters.
     """
     config = MazeConfig.make(source=source, path=path, seed=seed, num_train=num_train, num_test=num_test,
-                             min_path=min_path, loop_prob=loop_prob, workers=workers)
+                             min_path=min_path, loop_prob=loop_prob, workers=workers, cells=cells)
     builder, _ = prepare(Maze, config, data_dir)
     return {split: builder.as_data_source(split) for split in SPLITS}

@@ -36,6 +36,21 @@ _CHAR_TO_TOKEN = {c: i + 1 for i, c in enumerate(CHARS)}
 _NEIGHBOURS = ((-1, 0), (1, 0), (0, -1), (0, 1))
 
 
+def board_side(tokens: np.ndarray) -> int:
+    """The side of a square board given as [side, side] or [side * side] tokens (30 for Maze-Hard).
+
+    Raises:
+      ValueError: a flat array whose length is not a square.
+    """
+    a = np.asarray(tokens)
+    if a.ndim == 2:
+        return int(a.shape[0])
+    side = int(round(a.size ** 0.5))
+    if side * side != a.size:
+        raise ValueError(f"a maze of {a.size} tokens; expected a square board (side * side tokens)")
+    return side
+
+
 class MazeDataError(ValueError):
     """A malformed maze CSV line; the message names file, line and what was expected."""
 
@@ -45,8 +60,8 @@ class MazeSet:
     """Mazes as tokens.
 
     Attributes:
-      questions: [N, 900] uint8 tokens 1..4 (no path).
-      answers: [N, 900] uint8 tokens 1..5 (the question with the path drawn).
+      questions: [N, S] uint8 tokens 1..4 (no path); S = 900 (30 x 30) for Maze-Hard, side^2 in general.
+      answers: [N, S] uint8 tokens 1..5 (the question with the path drawn).
       path_lengths: [N] int32 shortest path length (moves) from S to G.
     """
 
@@ -75,20 +90,22 @@ def shortest_path(grid: np.ndarray) -> tuple[int, np.ndarray | None]:
     """BFS from S to G through non-wall cells.
 
     Args:
-      grid: [30, 30] or [900] tokens (wall 1; any other non-PAD token is passable).
+      grid: [side, side] or [side * side] tokens (30 x 30 for Maze-Hard; wall 1; any other non-PAD token
+        is passable).
     Returns:
       (length in moves, [L+1, 2] int32 cells from S to G), or (-1, None) if G is unreachable.
     Raises:
       ValueError: not exactly one S and one G.
     """
-    g = np.asarray(grid).reshape(SIZE, SIZE)
+    n = board_side(grid)
+    g = np.asarray(grid).reshape(n, n)
     s, t = np.argwhere(g == START), np.argwhere(g == GOAL)
     if len(s) != 1 or len(t) != 1:
         raise ValueError(f"maze has {len(s)} S and {len(t)} G; expected exactly one of each")
     s, t = tuple(s[0]), tuple(t[0])
     passable = (g != WALL) & (g != PAD)
-    prev = -np.ones((SIZE, SIZE, 2), np.int32)
-    dist = -np.ones((SIZE, SIZE), np.int32)
+    prev = -np.ones((n, n, 2), np.int32)
+    dist = -np.ones((n, n), np.int32)
     dist[s] = 0
     q = deque([s])
     while q:
@@ -97,7 +114,7 @@ def shortest_path(grid: np.ndarray) -> tuple[int, np.ndarray | None]:
             break
         for dr, dc in _NEIGHBOURS:
             nr, nc = r + dr, c + dc
-            if 0 <= nr < SIZE and 0 <= nc < SIZE and passable[nr, nc] and dist[nr, nc] < 0:
+            if 0 <= nr < n and 0 <= nc < n and passable[nr, nc] and dist[nr, nc] < 0:
                 dist[nr, nc] = dist[r, c] + 1
                 prev[nr, nc] = (r, c)
                 q.append((nr, nc))
@@ -110,11 +127,12 @@ def shortest_path(grid: np.ndarray) -> tuple[int, np.ndarray | None]:
 
 
 def draw_path(question: np.ndarray, cells: np.ndarray) -> np.ndarray:
-    """[900] question tokens + [L+1, 2] path cells (S..G) -> [900] answer tokens with PATH between S and G."""
-    a = np.asarray(question, np.uint8).reshape(SIZE, SIZE).copy()
+    """[S] question tokens + [L+1, 2] path cells (S..G) -> [S] answer tokens with PATH between S and G."""
+    n = board_side(question)
+    a = np.asarray(question, np.uint8).reshape(n, n).copy()
     for r, c in cells[1:-1]:
         a[r, c] = PATH
-    return a.reshape(SEQ_LEN)
+    return a.reshape(n * n)
 
 
 def path_validity(question: np.ndarray, pred: np.ndarray) -> tuple[bool, bool]:
@@ -127,13 +145,14 @@ def path_validity(question: np.ndarray, pred: np.ndarray) -> tuple[bool, bool]:
     looked at (exact match is the separate, strict metric).
 
     Args:
-      question: [900] or [30, 30] tokens 1..4 with one S and one G.
-      pred: [900] or [30, 30] predicted tokens.
+      question: [side * side] or [side, side] tokens 1..4 with one S and one G (30 x 30 for Maze-Hard).
+      pred: predicted tokens of the same board.
     Returns:
       (valid, optimal) bools.
     """
-    q = np.asarray(question).reshape(SIZE, SIZE)
-    p = np.asarray(pred).reshape(SIZE, SIZE) == PATH
+    n = board_side(question)
+    q = np.asarray(question).reshape(n, n)
+    p = np.asarray(pred).reshape(n, n) == PATH
     if np.any(p & (q != OPEN)):
         return False, False
     s, t = np.argwhere(q == START), np.argwhere(q == GOAL)
@@ -153,7 +172,7 @@ def path_validity(question: np.ndarray, pred: np.ndarray) -> tuple[bool, bool]:
         r, c = stack.pop()
         for dr, dc in _NEIGHBOURS:
             nr, nc = r + dr, c + dc
-            if 0 <= nr < SIZE and 0 <= nc < SIZE and chain[nr, nc] and not seen[nr, nc]:
+            if 0 <= nr < n and 0 <= nc < n and chain[nr, nc] and not seen[nr, nc]:
                 seen[nr, nc] = True
                 stack.append((nr, nc))
     if not np.array_equal(seen, chain):
@@ -163,10 +182,12 @@ def path_validity(question: np.ndarray, pred: np.ndarray) -> tuple[bool, bool]:
     return True, best == length
 
 
-def _carve(rng: np.random.Generator, loop_prob: float) -> np.ndarray:
-    """A [30, 30] bool open-cell mask: a DFS perfect maze on cells (2i, 2j), i, j < 15."""
-    n = SIZE // 2
-    open_ = np.zeros((SIZE, SIZE), bool)
+def _carve(rng: np.random.Generator, loop_prob: float, cells: int = SIZE // 2) -> np.ndarray:
+    """A [2 cells, 2 cells] bool open-cell mask: a DFS perfect maze on the cells (2i, 2j), i, j < cells
+    (Maze-Hard: 15 cells, a 30 x 30 board whose last row and column are walls)."""
+    n = cells
+    side = 2 * cells
+    open_ = np.zeros((side, side), bool)
     visited = np.zeros((n, n), bool)
     start = (int(rng.integers(n)), int(rng.integers(n)))
     visited[start] = True
@@ -185,7 +206,7 @@ def _carve(rng: np.random.Generator, loop_prob: float) -> np.ndarray:
         open_[i + ni, j + nj] = True  # the wall cell between (2i, 2j) and (2ni, 2nj)
         stack.append((ni, nj))
     if loop_prob > 0:
-        walls = [(r, c) for r in range(SIZE - 1) for c in range(SIZE - 1) if (r + c) % 2 == 1 and not open_[r, c]]
+        walls = [(r, c) for r in range(side - 1) for c in range(side - 1) if (r + c) % 2 == 1 and not open_[r, c]]
         for r, c in walls:
             if rng.random() < loop_prob:
                 open_[r, c] = True
@@ -193,28 +214,30 @@ def _carve(rng: np.random.Generator, loop_prob: float) -> np.ndarray:
 
 
 def generate_one(rng: np.random.Generator, min_path: int = MIN_PATH, loop_prob: float = 0.0,
-                 max_tries: int = 1000) -> tuple[np.ndarray, np.ndarray, int]:
-    """One maze whose shortest S-G path is at least `min_path` moves.
+                 max_tries: int = 1000, cells: int = SIZE // 2) -> tuple[np.ndarray, np.ndarray, int]:
+    """One maze of `cells` x `cells` cells (a board of side 2 * cells) whose shortest S-G path is at least
+    `min_path` moves.
 
     Returns:
-      (question [900] uint8, answer [900] uint8, path length).
+      (question [side^2] uint8, answer [side^2] uint8, path length).
     Raises:
       RuntimeError: no such maze in `max_tries` boards (min_path too large).
     """
     for _ in range(max_tries):
-        open_ = _carve(rng, loop_prob)
+        open_ = _carve(rng, loop_prob, cells)
+        side = 2 * cells
         grid = np.where(open_, OPEN, WALL).astype(np.uint8)
-        cells = np.argwhere(open_)
-        s = tuple(cells[int(rng.integers(len(cells)))])
+        open_cells = np.argwhere(open_)
+        s = tuple(open_cells[int(rng.integers(len(open_cells)))])
         # BFS distances from S
-        dist = -np.ones((SIZE, SIZE), np.int32)
+        dist = -np.ones((side, side), np.int32)
         dist[s] = 0
         q = deque([s])
         while q:
             r, c = q.popleft()
             for dr, dc in _NEIGHBOURS:
                 nr, nc = r + dr, c + dc
-                if 0 <= nr < SIZE and 0 <= nc < SIZE and open_[nr, nc] and dist[nr, nc] < 0:
+                if 0 <= nr < side and 0 <= nc < side and open_[nr, nc] and dist[nr, nc] < 0:
                     dist[nr, nc] = dist[r, c] + 1
                     q.append((nr, nc))
         far = np.argwhere(dist >= min_path)
@@ -223,28 +246,31 @@ def generate_one(rng: np.random.Generator, min_path: int = MIN_PATH, loop_prob: 
         t = tuple(far[int(rng.integers(len(far)))])
         grid[s], grid[t] = START, GOAL
         length, path = shortest_path(grid)
-        question = grid.reshape(SEQ_LEN)
+        question = grid.reshape(side * side)
         return question, draw_path(question, path), length
     raise RuntimeError(f"no maze with a shortest path >= {min_path} in {max_tries} tries")
 
 
 def _generate_range(args) -> list:
-    seed, stream, lo, hi, min_path, loop_prob = args
-    return [generate_one(np.random.default_rng([seed, stream, i]), min_path, loop_prob) for i in range(lo, hi)]
+    seed, stream, lo, hi, min_path, loop_prob, cells = args
+    return [generate_one(np.random.default_rng([seed, stream, i]), min_path, loop_prob, cells=cells)
+            for i in range(lo, hi)]
 
 
 def generate(n: int, seed: int, *, stream: int = 0, min_path: int = MIN_PATH, loop_prob: float = 0.0,
-             workers: int = 1) -> MazeSet:
+             workers: int = 1, cells: int = SIZE // 2) -> MazeSet:
     """`n` hard mazes; maze i is drawn from `np.random.default_rng([seed, stream, i])`, so the result
     does not depend on `workers` (processes of a spawn-context pool; callers that use workers > 1 from
-    a script need the `if __name__ == "__main__"` guard).
+    a script need the `if __name__ == "__main__"` guard). `cells`: cells per side (Maze-Hard 15: a 30 x 30
+    board; any size >= 2 for length extrapolation, a board of side 2 * cells).
 
     Returns:
-      MazeSet of n mazes. Raises ValueError: n < 0 or workers < 1.
+      MazeSet of n mazes. Raises ValueError: n < 0, workers < 1 or cells < 2.
     """
-    if n < 0 or workers < 1:
-        raise ValueError(f"maze generate n={n}, workers={workers}; expected n >= 0, workers >= 1")
-    chunks = [(seed, stream, lo, min(n, lo + 250), min_path, loop_prob) for lo in range(0, n, 250)]
+    if n < 0 or workers < 1 or cells < 2:
+        raise ValueError(f"maze generate n={n}, workers={workers}, cells={cells}; expected n >= 0, workers >= 1, "
+                         f"cells >= 2")
+    chunks = [(seed, stream, lo, min(n, lo + 250), min_path, loop_prob, cells) for lo in range(0, n, 250)]
     if workers > 1 and len(chunks) > 1:
         import multiprocessing
 
@@ -254,7 +280,9 @@ def generate(n: int, seed: int, *, stream: int = 0, min_path: int = MIN_PATH, lo
         parts = [_generate_range(c) for c in chunks]
     items = [x for part in parts for x in part]
     if not items:
-        return MazeSet(np.zeros((0, SEQ_LEN), np.uint8), np.zeros((0, SEQ_LEN), np.uint8), np.zeros(0, np.int32))
+        side = 2 * cells
+        return MazeSet(np.zeros((0, side * side), np.uint8), np.zeros((0, side * side), np.uint8),
+                       np.zeros(0, np.int32))
     return MazeSet(np.stack([x[0] for x in items]), np.stack([x[1] for x in items]),
                    np.array([x[2] for x in items], np.int32))
 
@@ -322,11 +350,13 @@ def read_csv(path: str | os.PathLike, max_bytes: int = MAX_CSV_BYTES) -> MazeSet
 
 
 def augment(question: np.ndarray, answer: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray]:
-    """Dihedral transform `t` (0..7, ids of `arc.dihedral`) of a maze and its answer, [900] -> [900]."""
+    """Dihedral transform `t` (0..7, ids of `arc.dihedral`) of a maze and its answer, [S] -> [S]."""
     from recur_jax.tasks.arc.data import dihedral
 
+    n = board_side(question)
+
     def f(x):
-        return np.ascontiguousarray(dihedral(np.asarray(x).reshape(SIZE, SIZE), t)).reshape(SEQ_LEN)
+        return np.ascontiguousarray(dihedral(np.asarray(x).reshape(n, n), t)).reshape(n * n)
     return f(question), f(answer)
 
 

@@ -15,21 +15,25 @@ def make_task(data: ml_collections.ConfigDict, workdir: str) -> Task:
     """Maze-Hard (TRM.md 6.3): the published CSV files (data.path) or the built-in generator.
 
     Tokens: wall 1, open 2, S 3, G 4, path 5 (vocab 6, seq 900); every cell supervised; one puzzle id.
+    `data.cells` (generated mazes; default 15) sets the cells per side: a board of side 2 * cells, seq_len
+    side^2 (length extrapolation: train small, test larger).
     With data.augment, each training example gets a random dihedral transform (of 8) on the fly.
     Evaluation adds `path_valid` / `path_optimal` and a report of the first data.report_num_tasks mazes.
     """
     from recur_jax.tasks.maze.evaluator import MazeEvaluator
 
     data_dir = task_data_dir(data, workdir)
+    cells = int(data.get("cells", maze.SIZE // 2))
+    side = 2 * cells
     if data.path:
         splits = build_maze(data_dir, source="csv", path=data.path)
         source = {"source": "csv", "path": os.path.abspath(data.path)}
     else:
         splits = build_maze(data_dir, source="generated", seed=int(data.seed), num_train=int(data.num_train),
                             num_test=int(data.num_test), min_path=int(data.min_path), loop_prob=float(data.loop_prob),
-                            workers=int(data.workers))
+                            workers=int(data.workers), cells=cells)
         source = {"source": "generated", "seed": int(data.seed), "min_path": int(data.min_path),
-                  "loop_prob": float(data.loop_prob)}
+                  "loop_prob": float(data.loop_prob), "board": f"{side}x{side}"}
     augment = bool(data.augment)
 
     def example(q, a) -> dict[str, np.ndarray]:
@@ -56,5 +60,5 @@ def make_task(data: ml_collections.ConfigDict, workdir: str) -> Task:
             describe[f"{split}_path_length"] = {"min": int(lengths.min()), "mean": float(lengths.mean()),
                                                 "max": int(lengths.max())}
     return Task(name="maze", train=splits["train"], test=splits["test"], train_transform=train_transform,
-                test_transform=test_transform, vocab_size=maze.VOCAB_SIZE, seq_len=maze.SEQ_LEN,
-                num_puzzle_identifiers=1, describe=describe, make_evaluator=make_evaluator)
+                test_transform=test_transform, vocab_size=maze.VOCAB_SIZE, seq_len=side * side,
+                num_puzzle_identifiers=1, describe=describe, make_evaluator=make_evaluator, grid_width=side)

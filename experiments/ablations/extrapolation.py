@@ -1,0 +1,198 @@
+"""The extrapolation study: train on small instances, solve larger ones by recursing longer.
+
+The strongest form of the depth-of-computation claim (the "deep thinking" results: Schwarzschild et al.
+2021, arXiv 2106.04537; Bansal et al. 2022, arXiv 2202.05826): a recurrent solver trained on small
+inputs solves larger ones by iterating more at test time, which a network of fixed depth cannot do.
+
+Args: the task, `prefix_sum` (default: bit strings, target the running parity), `addition` (interleaved
+digits) or `maze` (perfect mazes of n x n cells, a 2-D convolution), and `cpu` (the small study, sized
+for 30 minutes on 2 CPU cores per task; mazes run only `MAZE_CPU_ROWS`).
+
+    python -m launch.sweep --config=experiments/ablations/extrapolation.py:prefix_sum,cpu --root=runs/ext_ps
+    python -m launch.extrapolate --config=experiments/ablations/extrapolation.py:prefix_sum,cpu --root=runs/ext_ps
+
+Rows of `get_sweep` (every recursive row keeps TRM's deep supervision, ACT carry and last-sweep /
+one-step gradient; the convolution is `layers.DepthwiseConv`, no position encoding, the Q head reads
+the mean of z_H so halting does not depend on the size):
+
+  * `trm_conv`: TRM with a depthwise convolution of width 3 as the token mixer;
+  * `trm_att`: TRM with attention and RoPE (positions beyond training are new to it);
+  * `hrm_conv`: HRM (separate H and L stacks, one-step gradient) with the same convolution;
+  * `onepass_params`: a one-pass transformer (attention + RoPE, halt_max_steps 1) with as many blocks
+    as TRM's network (1): TRM-attention's parameters, 1.3x TRM-conv's (attention has 4 D^2 weights per
+    block where the convolution has 3 D);
+  * `onepass_flops`: a one-pass transformer whose training FLOPs per optimizer step first reach
+    `trm_conv`'s (`compute_vs_params.training_flops_matched_layers`).
+
+Test sizes (`TEST_SIZES`) and the test-time budgets are evaluated by `launch.extrapolate` on each
+finished run: one evaluation per size at the largest budget gives the exact accuracy after every
+supervision step 1..N (one curve per size), so "accuracy against steps" and the overthinking check
+(accuracy long after the point of solution) come from the same pass.
+"""
+
+from experiments import algorithmic_common, common
+from experiments.ablations.compute_vs_params import training_flops_matched_layers
+from recur_jax.tasks import algorithmic, maze
+
+CHECK_ARGS = ['prefix_sum', 'prefix_sum,cpu', 'addition,cpu', 'maze,cpu']  # the args tests/test_faults.py checks the config of
+
+_FILE = "experiments/ablations/extrapolation.py"
+_TASKS = ("prefix_sum", "addition", "maze")
+_ARGS = set(_TASKS) | {"cpu"}
+
+# Training size (prefix sums: bits, addition: digits per addend, mazes: cells per side) and the test sizes.
+TRAIN_SIZE = {"prefix_sum": 32, "addition": 16, "maze": 6}
+TEST_SIZES = {"prefix_sum": (32, 48, 64, 128, 256, 512), "addition": (16, 24, 32, 48, 64), "maze": (6, 9, 12, 18)}
+ROWS = ("trm_conv", "trm_att", "hrm_conv", "onepass_params", "onepass_flops")
+MAZE_CPU_ROWS = ("trm_conv", "onepass_params")  # what fits the cpu study's time on mazes (324+ tokens)
+
+
+def _task(args: set[str]) -> str:
+    tasks = [t for t in _TASKS if t in args]
+    if len(tasks) > 1:
+        raise ValueError(f"{_FILE}: choose one task of {_TASKS}, got {tasks}")
+    return tasks[0] if tasks else "prefix_sum"
+
+
+def seq_len_for(task: str, size: int) -> int:
+    """The sequence length holding an instance of `size` (addition: two interleaved addends of `size` digits
+    and the carry-out digit, rounded up to even; mazes: the board of side 2 * size)."""
+    if task == "maze":
+        return (2 * size) ** 2
+    return 2 * size + 2 if task == "addition" else size
+
+
+def _maze_data(cells: int):
+    from experiments import maze_common
+
+    d = maze_common.data_config(augment=True)
+    d.cells = cells
+    d.min_path = 2 * cells  # no trivially short paths; the hard set's 110 is for 15 cells
+    d.num_train = 2000
+    return d
+
+
+def get_config(arg: str | None = None):
+    """The base config (the `trm_conv` row) of the study; args: the task and optionally `cpu`.
+
+    Raises:
+      ValueError: an unknown arg or two tasks.
+    """
+    args = common.parse_args(arg, _ARGS, "prefix_sum", _FILE)
+    task = _task(args)
+    n = TRAIN_SIZE[task]
+    c = algorithmic_common.config("sort")
+    c.model.vocab_size = algorithmic.vocab_size(task) if task != "maze" else maze.VOCAB_SIZE
+    if task == "maze":
+        c.data = _maze_data(n)
+    else:
+        lo = n if task == "prefix_sum" else 1  # prefix sums: the anchor's fixed 32 bits; addition: 1..16 digits
+        c.data = algorithmic_common.data_config(task, seq_len=seq_len_for(task, n), train_lengths=(lo, n),
+                                                test_lengths=(n, n))
+    if task == "addition":
+        c.data.layout = "interleaved"  # a column's digits are neighbours at every length
+    c.data.num_test = 256
+    c.eval.max_examples = 256
+    c.eval.global_batch_size = 64
+    c.total_steps = 800 if "cpu" in args else 10000
+    c.checkpoint_every = 400
+    c.log_every = 50
+    c.optim.lr = 1e-3
+    c.optim.lr_warmup_steps = 100
+    c.optim.weight_decay = 0.1
+    m = c.model
+    m.arch = "trm"
+    m.seq_len = seq_len_for(task, n)
+    m.hidden_size = 64 if "cpu" in args else 256
+    m.num_heads = 4
+    m.L_layers = m.H_layers = 1
+    m.H_cycles, m.L_cycles = 2, 3
+    m.halt_max_steps = 8
+    m.pos_encodings = "none"
+    m.conv_kernel = 3
+    m.q_head_input = "mean"
+    if task != "prefix_sum":
+        # Every row gets all 8 supervision steps in training (the Q head still learns): with the reference's
+        # halting, addition rows halted at step ~2 and the iteration drifted after it (held-out 16-digit exact
+        # accuracy 0.73 at step 2, 0.16 at step 8); without it, 0.996 at every step from 2 to 8.
+        m.halt_in_training = False
+        c.total_steps = (2000 if task == "maze" else 3000) if "cpu" in args else 20000
+        c.checkpoint_every = 1000
+    if task == "maze":  # a 2-D convolution over the board; 324 tokens per example: a smaller batch
+        m.conv_grid_width = 2 * n
+        c.global_batch_size = 32
+        c.eval.global_batch_size = 32
+        c.data.num_test = c.eval.max_examples = 128
+    return c
+
+
+def _row(name: str, config) -> dict:
+    attention = {"model.conv_kernel": 0, "model.conv_grid_width": 0, "model.pos_encodings": "rope",
+                 "model.q_head_input": "first"}
+    if name == "trm_conv":
+        return {}
+    if name == "trm_att":
+        return attention
+    if name == "hrm_conv":
+        return {"model.arch": "hrm", "model.grad_mode": "one_step", "model.no_ACT_continue": False}
+    if name == "onepass_params":
+        return attention | {"model.arch": "transformer", "model.H_layers": config.model.L_layers,
+                            "model.halt_max_steps": 1}
+    if name == "onepass_flops":
+        layers = training_flops_matched_layers(config, config.model.H_cycles, config.model.L_cycles)
+        return attention | {"model.arch": "transformer", "model.H_layers": layers, "model.halt_max_steps": 1}
+    raise ValueError(f"{_FILE}: unknown row {name!r}; expected one of {ROWS}")
+
+
+def get_sweep(arg: str | None = None):
+    """One run per row of `row_labels(arg)` (the module docstring), seed 0, in that order."""
+    config = get_config(arg)
+    return [{"_name": name} | _row(name, config) | {"seed": 0} for name in row_labels(arg)]
+
+
+def row_labels(arg: str | None = None) -> list[str]:
+    """The row name of each run of `get_sweep(arg)`, in order (for the extrapolation report)."""
+    args = common.parse_args(arg, _ARGS, "prefix_sum", _FILE)
+    return list(MAZE_CPU_ROWS if (_task(args) == "maze" and "cpu" in args) else ROWS)
+
+
+def test_budget(task: str, size: int, train_budget: int, cpu: bool) -> int:
+    """Supervision steps at test size `size`: the training budget scaled with the size (a local mixer needs
+    steps in proportion to the distance information travels; a maze's paths grow with its area), times 4 up
+    to 4x the training size so that the overthinking check (4x the step of solution) has room, times 1.25
+    beyond (the largest evaluations dominate the study's time; still 2x TRM-conv's step of solution on
+    512-bit prefix sums); mazes times 2; at least the training budget."""
+    del cpu
+    scale = size / TRAIN_SIZE[task]
+    if task == "maze":
+        scale = scale ** 2
+    factor = 4 if size <= 4 * TRAIN_SIZE[task] else 1.25
+    if task == "maze":  # boards grow with the square of the side: 2x
+        factor = 2
+    return max(train_budget, int(round(factor * train_budget * scale)))
+
+
+def get_eval_plan(arg: str | None = None) -> list[dict]:
+    """The test sizes of the study with their data and budget overrides (`launch.extrapolate`).
+
+    Each size n: held-out instances of exactly n (prefix sums: bits; addition: digits per addend) at
+    seq_len `seq_len_for(n)`, a budget of `test_budget` steps, 256 examples up to 4x the training size (64
+    beyond, 32 from 512 on: the largest evaluations dominate the study's time on 2 cores); mazes 64, 32 from
+    18 cells.
+    """
+    args = common.parse_args(arg, _ARGS, "prefix_sum", _FILE)
+    task, cpu = _task(args), "cpu" in args
+    c = get_config(arg)
+    plan = []
+    for n in TEST_SIZES[task]:
+        budget = test_budget(task, n, int(c.model.halt_max_steps), cpu)
+        if task == "maze":
+            examples = 64 if n <= 2 * TRAIN_SIZE[task] else 32
+            data = {"data.cells": n, "data.min_path": 2 * n, "data.num_test": examples, "data.num_train": 32}
+        else:
+            examples = 256 if n <= 4 * TRAIN_SIZE[task] else (64 if n < 512 else 32)
+            data = {"data.seq_len": seq_len_for(task, n), "data.test_lengths": (n, n), "data.num_test": examples}
+        plan.append({"size": n, "overrides": data | {"eval.max_examples": examples,
+                                                      "eval.global_batch_size": min(64, examples),
+                                                      "eval.halt_max_steps": budget}})
+    return plan

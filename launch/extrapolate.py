@@ -1,0 +1,60 @@
+"""Evaluate a study's finished runs on larger instances at growing test-time budgets, and report.
+
+    python -m launch.sweep --config=experiments/ablations/extrapolation.py:prefix_sum,cpu --root=runs/ext_ps
+    python -m launch.extrapolate --config=experiments/ablations/extrapolation.py:prefix_sum,cpu --root=runs/ext_ps
+
+For every finished run of the sweep (the experiment's `get_sweep`) and every size of its
+`get_eval_plan(arg)`, one evaluation `RUN/evals/size<n>/` (reused when already written with the same
+overrides), then `<root>/extrapolation/report.{md,html,json}` with the plots: exact accuracy against
+instance size per row, and against test-time steps per size for each row (`recur_jax.study.extrapolation`).
+Unfinished runs are listed and skipped. Exit status as `launch.cli`.
+"""
+
+import os
+
+from absl import app, flags
+
+from launch import cli
+
+flags.DEFINE_string("config", None, "The study's experiment file[:args] (as given to launch.sweep).", required=True)
+flags.DEFINE_string("root", None, "The sweep directory.", required=True)
+flags.DEFINE_list("only", [], "Evaluate only these rows (names from the experiment's row_labels).")
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from recur_jax.study import extrapolation, sweep
+
+    F = flags.FLAGS
+    module, path, arg = sweep.load_experiment(F.config)
+    runs = sweep.expand(F.config, F.root)
+    labels = module.row_labels(arg) if hasattr(module, "row_labels") else [r.name for r in runs]
+    if len(labels) != len(runs):
+        return cli.fail(f"{path}: row_labels gives {len(labels)} names for {len(runs)} runs")
+    unknown = sorted(set(F.only) - set(labels))
+    if unknown:
+        raise app.UsageError(f"--only: unknown rows {unknown}; the rows are {labels}")
+    plan = extrapolation.load_plan(module, arg)
+    results, names = [], []
+    for run, label in zip(runs, labels):
+        if F.only and label not in F.only:
+            continue
+        if not run.finished():
+            print(f"{label}: not finished ({run.workdir}); skipped", flush=True)
+            continue
+        results.append(extrapolation.evaluate_sizes(run.workdir, plan, log=lambda line: print(line, flush=True)))
+        names.append(label)
+    if not results:
+        return cli.fail(f"no finished run under {F.root}; run `python -m launch.sweep --config={F.config} "
+                        f"--root={F.root}` first")
+    train_size = getattr(module, "TRAIN_SIZE", {}).get(results[0]["config"]["data"]["name"], 0)
+    paths = extrapolation.report(F.root, results, names, train_size)
+    with open(paths["md"]) as f:
+        print(f.read())
+    print(f"report: {os.path.relpath(paths['html'])}")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)
