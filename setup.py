@@ -26,6 +26,11 @@ EXTRAS_REQUIRE = {
     "test": ["pytest>=8", "pytest-xdist>=3.5"],
     # Only for importing official PyTorch checkpoints (recur_jax.core.convert). CPU wheels are enough.
     "torch": ["torch>=2.4"],
+    # Accelerator builds of jax (the default install runs on CPU): TPU VMs and NVIDIA GPUs with CUDA 12.
+    "tpu": ["jax[tpu]>=0.7,<0.11"],
+    "cuda12": ["jax[cuda12]>=0.7,<0.11"],
+    # Viewing the TensorBoard files every run writes under <workdir>/tb (tensorboard --logdir runs).
+    "tensorboard": ["tensorboard>=2.15"],
 }
 
 setup(

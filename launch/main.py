@@ -7,6 +7,7 @@
 Running the same command again resumes from the newest checkpoint in --workdir. SIGTERM or Ctrl-C
 checkpoints the current step and exits 0 with the command that resumes. A workdir holding a run with
 another config is refused unless --overwrite (move it to <workdir>/previous/) or --resume_anyway.
+`--print_config` lists every config key (what `--config.KEY=VALUE` may set) with its value.
 Several processes (hosts) are started by launch/local_multiprocess.py, launch/slurm.py or launch/tpu.py,
 or by hand with --coordinator_address=HOST:PORT --num_processes=N --process_id=I (see
 recur_jax/run/distributed.py).
@@ -25,6 +26,8 @@ flags.DEFINE_string("workdir", "runs/trm_sudoku_cpu", "Output directory (checkpo
 distributed.define_flags(flags)
 flags.DEFINE_bool("overwrite", False, "The workdir holds another run: move its files to <workdir>/previous/<time>/ "
                   "and start over.")
+flags.DEFINE_bool("print_config", False, "Print the resolved config (every key --config.KEY=VALUE can set, with its "
+                  "value) and exit without training.")
 flags.DEFINE_bool("resume_anyway", False, "The workdir holds a run with a different config: resume its newest "
                   "checkpoint under this config (the changed fields are recorded in run.json).")
 
@@ -57,6 +60,9 @@ def main(argv):
             raise
         print(f"usage error: invalid --config or override: {cli.one_line(e)}", file=sys.stderr)
         return cli.EXIT_USAGE
+    if flags.FLAGS.print_config:
+        print(config)
+        return 0
     from recur_jax.run import perf
 
     perf.apply_config(config)  # XLA reads its flags when the first backend starts; may re-execute this command

@@ -7,7 +7,7 @@ Everything after `--` is passed to `python -m launch.main`. The commands, in ord
 
   1. with `--sync`: pack the repository's committed tree (`git archive HEAD`), copy it to every
      worker (`gcloud compute tpus tpu-vm scp ... --worker=all`), unpack it into `--remote_dir` and run
-     `--setup` there (default: `pip install -e .`);
+     `--setup` there (default: `pip install -e '.[tpu]'`, jax with the TPU runtime);
   2. `gcloud compute tpus tpu-vm ssh NAME --zone Z --worker=all --command "cd DIR && python3 -m
      launch.main --distributed=tpu ..."`: one process per worker; `jax.distributed.initialize()`
      finds the coordinator, process count and id from the TPU metadata.
@@ -43,7 +43,7 @@ def _gcloud(verb: str, tpu: str, zone: str, project: str | None) -> list[str]:
 
 def build_commands(main_args: Sequence[str], *, tpu: str, zone: str, project: str | None = None,
                    remote_dir: str = "~/recur_jax", python: str = "python3", sync: bool = False,
-                   setup: str = "pip install -e .", env: Sequence[str] = (), repo_dir: str = _REPO
+                   setup: str = "pip install -e '.[tpu]'", env: Sequence[str] = (), repo_dir: str = _REPO
                    ) -> list[list[str]]:
     """The commands (argv lists) that start a run on every worker of `tpu`.
 
@@ -89,7 +89,7 @@ def define_flags() -> None:
     flags.DEFINE_string("remote_dir", "~/recur_jax", "Repository directory on the workers.")
     flags.DEFINE_string("python", "python3", "Python interpreter on the workers.")
     flags.DEFINE_bool("sync", False, "Copy the committed tree to the workers and run --setup first.")
-    flags.DEFINE_string("setup", "pip install -e .", "Command run in remote_dir after --sync.")
+    flags.DEFINE_string("setup", "pip install -e '.[tpu]'", "Command run in remote_dir after --sync.")
     flags.DEFINE_multi_string("env", [], "KEY=VALUE exported for the run (repeatable).")
     flags.DEFINE_bool("dry_run", False, "Print the commands; run nothing.")
 

@@ -91,7 +91,7 @@ def test_tpu_dry_run_prints_the_gcloud_commands():
         assert cmd[:6] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "pod-v4-32"]
         assert "--zone=us-central2-b" in cmd and "--project=proj" in cmd and "--worker=all" in cmd
     assert cmds[2][-1] == (f"--command=mkdir -p ~/recur_jax && tar -xzf {tpu.ARCHIVE} -C ~/recur_jax && "
-                           f"cd ~/recur_jax && pip install -e .")
+                           f"cd ~/recur_jax && pip install -e '.[tpu]'")
     remote = cmds[3][-1].removeprefix("--command=")
     assert remote.startswith("cd ~/recur_jax && export LIBTPU_INIT_ARGS=")
     remote_argv = shlex.split(remote.split("PYTHONUNBUFFERED=1 ", 1)[1])
