@@ -7,7 +7,8 @@ or a command list for a TPU pod.
 
 Run directories are `DIR/<overrides>` (e.g. `DIR/H_cycles=2,L_cycles=3,seed=0`); finished runs (with
 summary.json) are skipped and unfinished ones resume from their checkpoints, so the same command
-resumes a killed sweep. `--set KEY=VALUE` applies an override to every run.
+resumes a killed sweep. `--set KEY=VALUE` applies an override to every run; `--only=NAME` (repeatable) runs a subset.
+Each finished run prints one line with its exact accuracy and wall time.
 """
 
 import ast
@@ -22,7 +23,9 @@ flags.DEFINE_string("config", None, "Experiment file[:args] that defines get_swe
 flags.DEFINE_string("root", None, "Sweep directory; one subdirectory per run.", required=True)
 flags.DEFINE_enum("mode", "local", ["local", "slurm", "list"],
                   "local: run here; slurm: print a job-array script; list: print one command per unfinished run.")
-flags.DEFINE_integer("parallel", 1, "local: runs at a time; slurm: array tasks at a time (0: no limit).")
+flags.DEFINE_integer("parallel", None, "local: runs at a time (default 1); slurm: array tasks at a time "
+                     "(default 0: no limit).")
+flags.DEFINE_multi_string("only", [], "Run only this run (its directory name, as --dry_run lists it; repeatable).")
 flags.DEFINE_multi_string("set", [], "KEY=VALUE override for every run (Python literal or plain string).")
 flags.DEFINE_multi_string("sbatch", [], "Extra #SBATCH option for --mode=slurm, e.g. --time=12:00:00.")
 flags.DEFINE_bool("dry_run", False, "Print the runs and whether each is finished; run nothing.")
@@ -55,13 +58,19 @@ def main(argv):
         runs = sweep.expand(F.config, F.root, overrides=common)
     except (ValueError, FileNotFoundError) as e:
         raise app.UsageError(str(e)) from e
+    if F.only:
+        unknown = sorted(set(F.only) - {r.name for r in runs})
+        if unknown:
+            raise app.UsageError(f"--only: no run named {unknown}; the runs are {[r.name for r in runs]}")
+    every_run = runs  # the manifest (sweep.json, read by launch.report) always lists the whole sweep
+    runs = [r for r in runs if not F.only or r.name in F.only]
     if F.dry_run:
         for r in runs:
             print(f"{'finished' if r.finished() else 'todo    '}  {r.workdir}")
         return 0
-    sweep.write_manifest(F.root, F.config, runs, common)
+    sweep.write_manifest(F.root, F.config, every_run, common)
     if F.mode == "slurm":
-        print(sweep.slurm_array_script(runs, F.root, parallel=F.parallel, sbatch=F.sbatch), end="")
+        print(sweep.slurm_array_script(runs, F.root, parallel=F.parallel or 0, sbatch=F.sbatch), end="")
         return 0
     if F.mode == "list":
         print(sweep.command_list(runs), end="")
@@ -70,7 +79,7 @@ def main(argv):
     if F.compilation_cache and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
         env = {"JAX_COMPILATION_CACHE_DIR": os.path.join(os.path.abspath(F.root), F.compilation_cache),
                "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
-    codes = sweep.run_local(runs, parallel=F.parallel, env=env)
+    codes = sweep.run_local(runs, parallel=1 if F.parallel is None else F.parallel, env=env)
     failed = [n for n, c in codes.items() if c != 0]
     print(f"{len(codes) - len(failed)}/{len(codes)} runs finished; report: python -m launch.report --root={F.root}")
     if failed:

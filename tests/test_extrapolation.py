@@ -153,7 +153,7 @@ def test_sizes_are_evaluated_reused_and_reported(prefix_run, tmp_path):
     paths = extrapolation.report(str(tmp_path), [res, res], ["a", "b"], train_size=16)
     md = open(paths["md"]).read()
     assert "| a |" in md and "n=40" in md and "overthinking" in md.lower()
-    assert all(os.path.getsize(p) > 0 for p in [paths["png_sizes"], *paths["png_steps"]])
+    assert all(os.path.getsize(p) > 0 for p in [paths["png_sizes"], *paths["png_steps"], paths["png_train"]])
     assert json.load(open(paths["json"]))["labels"] == ["a", "b"]
 
 

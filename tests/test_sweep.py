@@ -118,11 +118,13 @@ def test_killed_sweep_resumes_without_redoing_finished_runs(tmp_path):
     counts = [len(open(tmp_path / f"r{i}" / "count").read()) for i in range(4)]
     assert counts == [1, 1, 2, 1]  # only the failed run ran again
     assert sum("skip" in line for line in logs) == 3
+    assert "done r3: exact_accuracy 3.0000" in logs  # one result line per finished run
     assert "$ " in open(tmp_path / "r2" / "sweep.log").read()
 
 
 def test_slurm_and_list_outputs(experiment, tmp_path):
     runs = sweep.expand(experiment, str(tmp_path / "root"))
+    assert "#SBATCH --array=0-3\n" in sweep.slurm_array_script(runs, str(tmp_path / "root"))  # no limit by default
     script = sweep.slurm_array_script(runs, str(tmp_path / "root"), parallel=2, sbatch=["--gres=gpu:1"])
     assert "#SBATCH --array=0-3%2" in script and "#SBATCH --gres=gpu:1" in script
     assert script.count("launch.main") == 4 and "SLURM_ARRAY_TASK_ID" in script
@@ -181,6 +183,11 @@ def test_sweep_end_to_end_real_runs(experiment, tmp_path):
     out = subprocess.run(cmd + ["--dry_run"], cwd=here, env=env, text=True, capture_output=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("todo") == 4
+    only = subprocess.run(cmd + ["--dry_run", "--only=L_cycles=2,seed=1", "--only=L_cycles=1,seed=0"], cwd=here, env=env,
+                          text=True, capture_output=True)
+    assert only.returncode == 0 and only.stdout.count("todo") == 2, only.stderr
+    bad = subprocess.run(cmd + ["--dry_run", "--only=L_cycles=9"], cwd=here, env=env, text=True, capture_output=True)
+    assert bad.returncode == 2 and "no run named ['L_cycles=9']" in bad.stderr
     # the L_cycles=2 runs look finished (a sweep resumed after they ended): only the two L_cycles=1 seeds run
     for name in ("L_cycles=2,seed=0", "L_cycles=2,seed=1"):
         _write_run(root, name, {"seed": int(name[-1]), "model": {"L_cycles": 2}},
@@ -199,7 +206,7 @@ def test_sweep_end_to_end_real_runs(experiment, tmp_path):
     accs = [s0["eval"]["exact_accuracy"], s1["eval"]["exact_accuracy"]]
     assert row["seeds"] == 2 and row["eval.exact_accuracy.mean"] == pytest.approx(sum(accs) / 2, abs=1e-12)
     assert os.path.exists(os.path.join(root, "report.csv")) and "±" in open(os.path.join(root, "report.md")).read()
-    for png in ("refinement.png", "test_time_compute.png", "residuals.png", "halting.png"):
+    for png in ("refinement.png", "training.png", "test_time_compute.png", "residuals.png", "halting.png"):
         assert os.path.getsize(os.path.join(root, png)) > 1000, png
     page = open(os.path.join(root, "report.html")).read()
     assert 'src="residuals.png"' in page and "not analysed" in page  # the two runs without checkpoints

@@ -110,7 +110,7 @@ def report(root: str, results: Sequence[dict[str, Any]], labels: Sequence[str], 
       results: `evaluate_sizes` outputs, one per run; labels: a row name per run.
       train_size: the largest training size (marked on the size plot).
     Returns:
-      {"json", "md", "html", "png_sizes", "png_steps": [one per run]} paths.
+      {"json", "md", "html", "png_sizes", "png_steps": [one per run], "png_train"} paths.
     """
     from recur_jax.study import plots
 
@@ -138,6 +138,10 @@ def report(root: str, results: Sequence[dict[str, Any]], labels: Sequence[str], 
 
     png_sizes = plots.accuracy_vs_size(points("final"), train_size, os.path.join(out, "accuracy_vs_size.png"),
                                        token_series=points("token_accuracy"))
+    from recur_jax.study.results import training_curve
+
+    png_train = plots.training_curves({label: training_curve(r["workdir"]) for label, r in zip(labels, results)},
+                                      os.path.join(out, "training.png"))
     png_steps = [plots.accuracy_vs_steps(label, {int(n): s["by_step"] for n, s in r["sizes"].items()},
                                          os.path.join(out, f"steps_{i}_{label}.png"))
                  for i, (label, r) in enumerate(zip(labels, results))]
@@ -150,11 +154,12 @@ def report(root: str, results: Sequence[dict[str, Any]], labels: Sequence[str], 
            "| " + " | ".join(over_cols) + " |", "|" + " --- |" * len(over_cols)]
     md += ["| " + " | ".join(map(str, row)) + " |" for row in over]
     paths = {"md": os.path.join(out, "report.md"), "html": os.path.join(out, "report.html"),
-             "json": os.path.join(out, "report.json"), "png_sizes": png_sizes, "png_steps": png_steps}
+             "json": os.path.join(out, "report.json"), "png_sizes": png_sizes, "png_steps": png_steps,
+             "png_train": png_train}
     with open(paths["md"], "w") as f:
         f.write("\n".join(md) + "\n")
     with open(paths["html"], "w") as f:
-        f.write(plots.html_page("Extrapolation", columns, table, [png_sizes] + png_steps, notes=[caption]))
+        f.write(plots.html_page("Extrapolation", columns, table, [png_sizes] + png_steps + [png_train], notes=[caption]))
     write_json_atomic(paths["json"], {"labels": list(labels), "train_size": train_size, "results": list(results)},
                       indent=2)
     return paths

@@ -54,6 +54,33 @@ def _legend(ax, n: int):
         ax.legend(fontsize=7, ncol=1, loc="upper left", bbox_to_anchor=(0.0, -0.16), frameon=False)
 
 
+_STYLES = [("o", "-"), ("s", "--"), ("^", ":"), ("D", "-."), ("v", (0, (5, 1))), ("P", (0, (1, 1)))]  # (marker, dash) per series
+
+
+def training_curves(curves: Mapping[str, Mapping[str, Sequence[tuple[int, float]]]], path: str) -> str:
+    """Training curves from each group's metrics.jsonl: left the training loss (per example, log scale),
+    right the exact accuracy of the rows that halted in each logging window, against the optimizer step;
+    one line per group (`curves[label] = {"loss": [(step, value)], "exact_accuracy": [...]}`). Returns `path`."""
+    fig, axes = plt.subplots(1, 2, figsize=(12.8, 4.4))
+    fig.suptitle("Training curves (metrics.jsonl, one logging window per point)")
+    for ax, key, ylabel in ((axes[0], "loss", "training loss per example (log scale)"),
+                            (axes[1], "exact_accuracy", "training exact accuracy (rows halted in the window)")):
+        for k, (label, c) in enumerate(curves.items()):
+            pts = c.get(key) or []
+            if pts:
+                xs, ys = zip(*pts)
+                ax.plot(xs, ys, ls=_STYLES[k % len(_STYLES)][1], label=label)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        if key == "loss":
+            ax.set_yscale("log")
+        else:
+            ax.set_ylim(-0.02, 1.02)
+        _legend(ax, len(curves))
+    return _save(fig, path)
+
+
 def refinement_curve(series: Mapping[str, Sequence[float]], path: str,
                      std: Mapping[str, Sequence[float]] | None = None) -> str:
     """Exact accuracy (fraction) after supervision steps 1..N, one line per group; returns `path`."""
@@ -67,9 +94,6 @@ def refinement_curve(series: Mapping[str, Sequence[float]], path: str,
     ax.set_ylim(-0.02, 1.02)
     _legend(ax, len(series))
     return _save(fig, path)
-
-
-_STYLES = [("o", "-"), ("s", "--"), ("^", ":"), ("D", "-."), ("v", (0, (5, 1))), ("P", (0, (1, 1)))]
 
 
 def accuracy_vs_size(series: Mapping[str, Sequence[tuple[int, float]]], train_size: int, path: str,

@@ -269,6 +269,22 @@ def add_memory(root: str, keys: Sequence[str], rows: list[dict[str, Any]]) -> No
                 break
 
 
+def training_curve(workdir: str) -> dict[str, list[tuple[int, float]]]:
+    """(step, value) of the training loss and exact accuracy in `workdir/metrics.jsonl` (empty when absent)."""
+    from recur_jax.run.runlog import read_metrics_lines
+
+    path = os.path.join(workdir, "metrics.jsonl")
+    out: dict[str, list[tuple[int, float]]] = {"loss": [], "exact_accuracy": []}
+    if not os.path.exists(path):
+        return out
+    for _, rec in read_metrics_lines(path):
+        if rec["kind"] == "train":
+            for key in out:
+                if isinstance(rec.get(key), (int, float)) and math.isfinite(rec[key]):
+                    out[key].append((rec["step"], float(rec[key])))
+    return out
+
+
 def write_plots(root: str, analyze: bool = True, max_examples: int = 256,
                 flops_fn=training_flops_per_step, results: tuple[list[str], list[dict[str, Any]]] | None = None
                 ) -> list[str]:
@@ -318,6 +334,10 @@ def write_plots(root: str, analyze: bool = True, max_examples: int = 256,
                 ref_std[label] = s
     if ref:
         images.append(plots.refinement_curve(ref, os.path.join(root, "refinement.png"), ref_std))
+    train = {label: training_curve(rs[0]["workdir"]) for label, rs in groups.items()}
+    train = {label: c for label, c in train.items() if c["loss"]}
+    if train:
+        images.append(plots.training_curves(train, os.path.join(root, "training.png")))
 
     if analyze:
         from recur_jax.study import analysis
@@ -368,9 +388,16 @@ def write_plots(root: str, analyze: bool = True, max_examples: int = 256,
     shown = list(keys) + ["seeds"] + [c for c in cols if c.startswith(("eval.exact_accuracy.", "eval.accuracy.",
                                                                        "wall_s."))]
     shown += [c for c in cols if c == "train_step_temp_bytes"]
-    cells = [[("" if (v := r.get(c)) is None or (isinstance(v, float) and math.isnan(v))
-               else (f"{v:.4f}" if isinstance(v, float) else v)) for c in shown] for r in rows]
-    page = plots.html_page(f"Sweep {os.path.basename(os.path.abspath(root))}", shown, cells, images, notes)
+    def cell(c, v):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return ""
+        if c == "train_step_temp_bytes":  # the unit the Markdown table uses
+            return f"{v / 2**20:.1f}"
+        return f"{v:.4f}" if isinstance(v, float) else v
+
+    cells = [[cell(c, r.get(c)) for c in shown] for r in rows]
+    headers = ["train step temp memory (MiB)" if c == "train_step_temp_bytes" else c for c in shown]
+    page = plots.html_page(f"Sweep {os.path.basename(os.path.abspath(root))}", headers, cells, images, notes)
     with open(os.path.join(root, "report.html"), "w") as f:
         f.write(page)
     return images

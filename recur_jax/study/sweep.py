@@ -309,8 +309,8 @@ def run_local(runs: Sequence[Run], parallel: int = 1, env: dict[str, str] | None
                     out.close()
                     active.remove(item)
                     codes[r.name] = proc.returncode
-                    log(f"{'done' if proc.returncode == 0 else f'FAILED (exit {proc.returncode})'} {r.name}"
-                        + ("" if proc.returncode == 0 else f"; see {os.path.join(r.workdir, 'sweep.log')}"))
+                    log(f"done {r.name}{result_line(r.workdir)}" if proc.returncode == 0 else
+                        f"FAILED (exit {proc.returncode}) {r.name}; see {os.path.join(r.workdir, 'sweep.log')}")
     finally:  # interrupted: stop the children too; they resume from their checkpoints next time
         for r, proc, out in active:
             proc.terminate()
@@ -321,6 +321,17 @@ def run_local(runs: Sequence[Run], parallel: int = 1, env: dict[str, str] | None
                 proc.kill()
             out.close()
     return codes
+
+
+def result_line(workdir: str) -> str:
+    """`": exact_accuracy 0.996, 262 s"` from a finished run's summary.json ("" when it cannot be read)."""
+    try:
+        summary = safe_io.read_json(os.path.join(workdir, "summary.json"), max_bytes=64 << 20)
+        acc = summary["eval"]["exact_accuracy"]
+        wall = summary.get("wall_s")
+        return f": exact_accuracy {float(acc):.4f}" + (f", {float(wall):.0f} s" if wall is not None else "")
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
 
 
 def slurm_array_script(runs: Sequence[Run], root: str, parallel: int = 0, sbatch: Sequence[str] = (),
