@@ -18,7 +18,7 @@ from launch import cli
 
 flags.DEFINE_string("config", None, "The study's experiment file[:args] (as given to launch.sweep).", required=True)
 flags.DEFINE_string("root", None, "The sweep directory.", required=True)
-flags.DEFINE_list("only", [], "Evaluate only these rows (names from the experiment's row_labels).")
+flags.DEFINE_list("only", [], "Evaluate only these runs (their directory names, e.g. trm_conv).")
 
 
 def main(argv):
@@ -27,11 +27,9 @@ def main(argv):
     from recur_jax.study import extrapolation, sweep
 
     F = flags.FLAGS
-    module, path, arg = sweep.load_experiment(F.config)
+    module, _, arg = sweep.load_experiment(F.config)
     runs = sweep.expand(F.config, F.root)
-    labels = module.row_labels(arg) if hasattr(module, "row_labels") else [r.name for r in runs]
-    if len(labels) != len(runs):
-        return cli.fail(f"{path}: row_labels gives {len(labels)} names for {len(runs)} runs")
+    labels = [r.name for r in runs]  # the run directory names: the rows' "_name"s in the extrapolation study
     unknown = sorted(set(F.only) - set(labels))
     if unknown:
         raise app.UsageError(f"--only: unknown rows {unknown}; the rows are {labels}")

@@ -1,6 +1,7 @@
 """Length extrapolation: the prefix-sum task, the convolution mixer, a trained model rebuilt at another size
 (`checkpoint.at_size`), the study's evaluation over sizes and its report."""
 
+import dataclasses
 import json
 import os
 
@@ -123,8 +124,8 @@ def test_at_size_shares_the_weights_and_refuses_length_bound_models(prefix_run):
     z_H, z_L = model.initial_latents(2)
     assert model(z_H, z_L, jnp.ones((2, 48), jnp.int32), None).logits.shape == (2, 48, 3)
     for field, value in (("pos_encodings", "learned"), ("mlp_t", True)):
-        bound = run.__class__(**{**run.__dict__, "model_cfg": _conv_cfg(conv_kernel=0, **{field: value},
-                                                                         **({"pos_encodings": "none"} if field == "mlp_t" else {}))})
+        cfg = _conv_cfg(conv_kernel=0, **{field: value}, **({"pos_encodings": "none"} if field == "mlp_t" else {}))
+        bound = dataclasses.replace(run, model_cfg=cfg)
         with pytest.raises(ValueError, match=field):
             at_size(bound, 48)
 
