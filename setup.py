@@ -27,8 +27,11 @@ EXTRAS_REQUIRE = {
     # Only for importing official PyTorch checkpoints (recur_jax.core.convert). CPU wheels are enough.
     "torch": ["torch>=2.4"],
     # Accelerator builds of jax (the default install runs on CPU): TPU VMs and NVIDIA GPUs with CUDA 12.
-    "tpu": ["jax[tpu]>=0.7,<0.11"],
+    "tpu": ["jax[tpu]>=0.7,<0.11", "gcsfs>=2024.2", "google-cloud-storage>=2.14"],
     "cuda12": ["jax[cuda12]>=0.7,<0.11"],
+    # Cloud workdirs (--workdir=gs://bucket/run): gcsfs for the run's files (recur_jax.io.paths, through
+    # etils.epath), google-cloud-storage for Orbax's checkpoints on GCS. Included in .[tpu].
+    "gcs": ["gcsfs>=2024.2", "google-cloud-storage>=2.14"],
     # Viewing the TensorBoard files every run writes under <workdir>/tb (tensorboard --logdir runs).
     "tensorboard": ["tensorboard>=2.15"],
 }

@@ -10,18 +10,21 @@
   pickle, a text file or a torn archive is one error naming the file and what was expected.
 * `write_json_atomic(path, obj)` / `write_text_atomic`: write to a temporary file in the same
   directory, flush and fsync it, then `os.replace` it over the target: readers see the old file or the
-  new one, never a torn one.
+  new one, never a torn one (a cloud URL: one whole-object write, see `recur_jax.io.paths`).
+
+`check_size`, `read_json` and the writers take local paths or cloud URLs (`recur_jax.io.paths`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from typing import Any
 
 import numpy as np
+
+from recur_jax.io import paths
 
 DEFAULT_MAX_JSON_BYTES = 64 << 20  # run records and metadata are kilobytes; data files are issue-specific
 DEFAULT_MAX_JSON_DEPTH = 64
@@ -66,7 +69,7 @@ def check_size(path: str | os.PathLike, max_bytes: int, what: str = "file") -> i
       UnsafeInputError: the file is larger than `max_bytes` (names the file, its size and the limit).
       OSError: the file cannot be stat'ed.
     """
-    size = os.stat(path).st_size
+    size = paths.size(path)
     if size > max_bytes:
         raise UnsafeInputError(f"{os.fspath(path)}: {what} of {size} bytes is larger than the limit of "
                                f"{max_bytes} bytes; expected a smaller file (or raise the limit)")
@@ -104,8 +107,7 @@ def read_json(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_JSON_BYTE
     """
     file = os.fspath(path)
     check_size(file, max_bytes, "JSON file")
-    with open(file, "rb") as f:
-        raw = f.read(max_bytes + 1)
+    raw = paths.read_bytes(file, max_bytes)
     if len(raw) > max_bytes:  # grew since the stat
         raise UnsafeInputError(f"{file}: JSON file is larger than the limit of {max_bytes} bytes")
     try:
@@ -150,20 +152,9 @@ def resolve_inside(base: str | os.PathLike, relative: str, *, source: str = "") 
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Replaces `path` with `text` atomically (temporary file + fsync + os.replace in the same directory)."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Replaces `path` with `text` atomically: `recur_jax.io.paths.write_text_atomic` (temporary file +
+    fsync + os.replace locally; one whole-object write for a cloud URL)."""
+    paths.write_text_atomic(path, text)
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any, **dump_kwargs: Any) -> None:

@@ -38,6 +38,7 @@ from jax.experimental import multihost_utils
 
 from recur_jax.core.models import ModelConfig
 from recur_jax.io.errors import RunError
+from recur_jax.io import paths
 from recur_jax.io.safe_io import read_json
 from recur_jax.run.state import TrainState, init_train_state, maybe_fingerprint
 from recur_jax.run.workdir import MAX_RUN_JSON_BYTES, as_json_value
@@ -63,7 +64,7 @@ class Checkpointer:
                  cleanup_tmp: bool = False):
         if keep < 1:
             raise ValueError(f"checkpoint.keep must be >= 1, got {keep}")
-        self.directory = os.path.abspath(os.fspath(directory))
+        self.directory = paths.absolute(directory)  # a local path or a cloud URL (Orbax takes both)
         self._pending: int | None = None  # the step of an asynchronous save not yet known to be committed
         self._failed = False  # a save failure was raised (later errors of the same failure are not)
         self._state_bytes = 0
@@ -170,14 +171,14 @@ class Checkpointer:
         """Moves unreadable newer checkpoints to `<dir>/unreadable/<step>` (kept for inspection, never
         deleted), so that the resumed run can write those steps again."""
         if jax.process_index() == 0:  # one process moves them; the others wait for it
-            target = os.path.join(self.directory, "unreadable")
-            os.makedirs(target, exist_ok=True)
+            target = paths.join(self.directory, "unreadable")
+            paths.makedirs(target)
             for s in steps:
-                dst = os.path.join(target, str(s))
+                dst = paths.join(target, str(s))
                 n = 1
-                while os.path.exists(dst):
-                    dst, n = os.path.join(target, f"{s}.{n}"), n + 1
-                os.rename(os.path.join(self.directory, str(s)), dst)
+                while paths.exists(dst):
+                    dst, n = paths.join(target, f"{s}.{n}"), n + 1
+                paths.rename(paths.join(self.directory, str(s)), dst)
                 print(f"warning: moved unreadable checkpoint {s} to {dst}")
         if jax.process_count() > 1:
             multihost_utils.sync_global_devices("recur_jax_checkpoints_set_aside")
@@ -411,8 +412,8 @@ def read_run_record(workdir: str) -> dict[str, Any]:
       FileNotFoundError: no run.json (the message asks whether this is a recur_jax workdir).
       ValueError: too large, not JSON, or not a run record (names the file).
     """
-    path = os.path.join(workdir, "run.json")
-    if not os.path.exists(path):
+    path = paths.join(workdir, "run.json")
+    if not paths.exists(path):
         raise FileNotFoundError(f"{path} not found: is {workdir} a recur_jax workdir?")
     run = read_json(path, max_bytes=MAX_RUN_JSON_BYTES)
     if not isinstance(run, dict) or not isinstance(run.get("config"), dict):
@@ -436,7 +437,7 @@ def load_for_inference(workdir: str, step: int | None = None, weights: str = "em
         raise ValueError(f"weights={weights!r}: expected 'ema' or 'raw'")
     config = ml_collections.ConfigDict(read_run_record(workdir)["config"])
     model_cfg = ModelConfig.from_dict(config.model.to_dict())
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=max(1, config.checkpoint.keep), async_save=False)
+    ckpt = Checkpointer(paths.join(workdir, "checkpoints"), keep=max(1, config.checkpoint.keep), async_save=False)
     try:
         if not ckpt.steps():
             raise FileNotFoundError(f"no checkpoint in {ckpt.directory}")

@@ -6,16 +6,20 @@ device scalars after step t is dispatched), summed over `log_every` optimizer st
 `train` line: accuracies over the rows that halted (the reference's logging), losses per example of the
 global batch. The open window is part of a checkpoint's record, so a resumed run logs exactly the lines
 of an uninterrupted one.
+
+The workdir may be a cloud URL (`recur_jax.io.paths`): metrics.jsonl is then rewritten whole per line
+and TensorBoard event files are uploaded whole at each flush (`CloudEventFile`).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
-import os
 import time
 from typing import Any
 
+from recur_jax.io import paths
 from recur_jax.io.errors import RunError
 from recur_jax.run.step import nonfinite_policy
 
@@ -33,25 +37,24 @@ class RunLog:
 
     def __init__(self, workdir: str, restored_step: int, active: bool, redo_final_eval: bool = False):
         self.active = active
-        self.path = os.path.join(workdir, "metrics.jsonl")
+        self.path = paths.join(workdir, "metrics.jsonl")
         self.tb = None
         if not active:
             return
-        if os.path.exists(self.path):  # a resumed run replays the steps after its checkpoint
+        if paths.exists(self.path):  # a resumed run replays the steps after its checkpoint
             kept = [ln for ln in read_metrics_lines(self.path) if _kept(ln[1], restored_step, redo_final_eval)]
-            with open(self.path + ".tmp", "w") as f:
-                f.writelines(text + "\n" for text, _ in kept)
-            os.replace(self.path + ".tmp", self.path)
+            paths.write_text_atomic(self.path, "".join(text + "\n" for text, _ in kept))
         from tensorboardX import SummaryWriter
 
-        self.tb = SummaryWriter(os.path.join(workdir, "tb"))
+        if paths.is_url(workdir):
+            register_cloud_tensorboard(workdir)
+        self.tb = SummaryWriter(paths.join(workdir, "tb"))
 
     def write(self, kind: str, step: int, values: dict[str, Any]) -> None:
         """Appends one `kind` ("train" / "eval") line at `step` and its scalars to TensorBoard."""
         if not self.active:
             return
-        with open(self.path, "a") as f:
-            f.write(json.dumps({"kind": kind, "step": step, **values}) + "\n")
+        paths.append_text(self.path, json.dumps({"kind": kind, "step": step, **values}) + "\n")
         for k, v in values.items():
             if isinstance(v, (int, float)) and math.isfinite(v):
                 self.tb.add_scalar(f"{kind}/{k}", v, step)
@@ -64,6 +67,45 @@ class RunLog:
         """Closes the TensorBoard writer."""
         if self.tb is not None:
             self.tb.close()
+
+
+class CloudEventFile:
+    """A TensorBoard event file at a cloud URL: records are buffered and the whole file is uploaded at
+    every `flush` (object stores have no appends; tensorboardX's own gs:// writer does the same through
+    google-cloud-storage, this one through `recur_jax.io.paths`)."""
+
+    def __init__(self, path: str):
+        self.path, self.buffer = path, io.BytesIO()
+
+    def write(self, data: bytes) -> None:
+        """Buffers `data` (bytes of serialized event records)."""
+        self.buffer.write(data)
+
+    def flush(self) -> None:
+        """Uploads the event file as written so far."""
+        with paths.open_file(self.path, "wb") as f:
+            f.write(self.buffer.getvalue())
+
+    def close(self) -> None:
+        """Uploads and forgets the buffer."""
+        self.flush()
+
+
+class _CloudEventFiles:
+    """tensorboardX writer factory for one URL scheme (`record_writer.register_writer_factory`)."""
+
+    def open(self, path: str) -> CloudEventFile:
+        return CloudEventFile(path)
+
+    def directory_check(self, path: str) -> None:
+        paths.makedirs(path)
+
+
+def register_cloud_tensorboard(url: str) -> None:
+    """Makes tensorboardX write event files under `url`'s scheme (gs, s3, ...) through `paths`."""
+    from tensorboardX import record_writer
+
+    record_writer.register_writer_factory(url.split(":", 1)[0], _CloudEventFiles())
 
 
 def _kept(record: dict[str, Any], restored_step: int, redo_final_eval: bool) -> bool:
@@ -82,7 +124,7 @@ def read_metrics_lines(path: str) -> list[tuple[str, dict[str, Any]]]:
       OSError: the file cannot be read.
     """
     out = []
-    with open(path, "rb") as f:
+    with paths.open_file(path, "rb") as f:
         for n, raw in enumerate(f, 1):
             if not raw.strip():
                 continue

@@ -28,6 +28,7 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from recur_jax.core.models import ModelConfig, count_params
+from recur_jax.io import paths
 from recur_jax.io.safe_io import write_json_atomic
 from recur_jax.run import checkpoint, config as run_config, evaluate, sharding
 from recur_jax.run import workdir as workdir_lib
@@ -133,7 +134,7 @@ def _claim_workdir(config: ml_collections.ConfigDict, workdir: str, *, overwrite
         if jax.process_index() == 0:
             workdir_lib.set_aside_previous_run(workdir)
         sharding.barrier("recur_jax: previous run set aside")
-    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), keep=config.checkpoint.keep,
+    checkpointer = Checkpointer(paths.join(workdir, "checkpoints"), keep=config.checkpoint.keep,
                                 async_save=config.checkpoint.async_save, cleanup_tmp=True)
     saved = checkpoint.check_resumable(checkpointer, config, resume_anyway=resume_anyway)
     if recorded is None and saved is not None:  # no readable run.json: the checkpoint's record decides
@@ -159,7 +160,7 @@ def _write_run_record(run: PreparedRun, mesh, shardings, changed: dict, resume_a
                                                                          for k, (a, b) in sorted(changed.items())}}]
     if history:
         record["resumed_anyway"] = history
-    write_json_atomic(os.path.join(run.workdir, "run.json"), record, indent=2, default=str)
+    write_json_atomic(paths.join(run.workdir, "run.json"), record, indent=2, default=str)
 
 
 def prepare_run(config: ml_collections.ConfigDict, workdir: str, *, overwrite: bool = False,
@@ -168,11 +169,11 @@ def prepare_run(config: ml_collections.ConfigDict, workdir: str, *, overwrite: b
 
     Raises: as `train_and_evaluate` (nothing in an existing workdir is touched before the checks pass).
     """
-    workdir = os.path.abspath(workdir)
+    workdir = paths.absolute(workdir)
     run_config.validate(config, jax.device_count())
     if overwrite and resume_anyway:
         raise ValueError("overwrite and resume_anyway exclude each other: start over, or continue the run")
-    if os.path.exists(workdir) and not os.path.isdir(workdir):
+    if paths.isfile(workdir):
         raise ValueError(f"--workdir={workdir} exists and is not a directory")
     task = _build_data(config, workdir)
     config, model_cfg = run_config.resolve(config, task)
@@ -200,7 +201,7 @@ def prepare_run(config: ml_collections.ConfigDict, workdir: str, *, overwrite: b
     eval_fn = evaluate.jit_eval_step(graphdef, model_cfg, settings, param_compute,
                                      (shardings.ema_params if config.ema else shardings.params, shardings.buffers,
                                       shardings.puzzle_table, by_row), replicated)
-    os.makedirs(workdir, exist_ok=True)
+    paths.makedirs(workdir)
     per_batch = model_cfg.halt_max_steps if config.act_mode == "episode" else 1  # optimizer steps per batch
     total = int(config.total_steps) // per_batch * per_batch
     run = PreparedRun(
@@ -304,7 +305,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, t_start: float, *, o
                        "fingerprint": fingerprint(run.state), "fingerprint_parts": fingerprint_parts(run.state),
                        "num_params": run.num_params, "data": run.task.describe}
             if run.is_main:
-                write_json_atomic(os.path.join(run.workdir, "summary.json"), summary, indent=2)
+                write_json_atomic(paths.join(run.workdir, "summary.json"), summary, indent=2)
             return summary
         finally:
             loop.close()

@@ -14,6 +14,13 @@ kernel drops the `flock` when its holder dies (kill -9 included), so a record le
 is taken over with a warning, unless it names a live process on this host (a file system that ignores
 `flock`), which is refused.
 
+A cloud workdir (`gs://...`: object stores have no locks) holds the lock as a heartbeat record instead:
+`<workdir>/.lock` is rewritten every `HEARTBEAT_S` seconds by a daemon thread; a record not refreshed
+for `STALE_S` seconds (its holder was killed or preempted) is taken over with a warning, a fresher one
+is refused with the same one line. Two runs started within a second of each other may both pass (there
+is no compare-and-swap through the path layer); each re-reads the record after writing it and the
+loser of that race is refused.
+
 Two ways past a refusal (`launch.main --overwrite / --resume_anyway`):
   * overwrite: the previous run's files (checkpoints/, run.json, metrics.jsonl, summary.json, tb/) are
     moved to `<workdir>/previous/<UTC time>/` (nothing is deleted) and a fresh run starts;
@@ -29,9 +36,11 @@ import json
 import os
 import socket
 import sys
+import threading
 import time
 from typing import Any
 
+from recur_jax.io import paths
 from recur_jax.io.errors import RunError
 from recur_jax.io.safe_io import read_json
 
@@ -90,8 +99,8 @@ def recorded_config(workdir: str) -> tuple[dict[str, Any] | None, str]:
       (config dict, "path") or (None, reason) when there is no run.json or it cannot be read (a
       warning is printed then; the checkpoint record is used instead).
     """
-    path = os.path.join(workdir, "run.json")
-    if not os.path.exists(path):
+    path = paths.join(workdir, "run.json")
+    if not paths.exists(path):
         return None, "no run.json"
     try:
         run = read_json(path, max_bytes=MAX_RUN_JSON_BYTES)
@@ -106,7 +115,7 @@ def recorded_config(workdir: str) -> tuple[dict[str, Any] | None, str]:
 def recorded_run_field(workdir: str, field: str) -> Any:
     """`run.json[field]` of the run in `workdir`, or None (no run.json, unreadable, or no such field)."""
     try:
-        run = read_json(os.path.join(workdir, "run.json"), max_bytes=MAX_RUN_JSON_BYTES)
+        run = read_json(paths.join(workdir, "run.json"), max_bytes=MAX_RUN_JSON_BYTES)
     except (ValueError, OSError):
         return None
     return run.get(field) if isinstance(run, dict) else None
@@ -138,19 +147,21 @@ def set_aside_previous_run(workdir: str) -> str | None:
     Returns:
       The directory they were moved to, or None when there was nothing to move.
     """
-    present = [n for n in RUN_FILES if os.path.lexists(os.path.join(workdir, n))]
+    present = [n for n in RUN_FILES if paths.lexists(paths.join(workdir, n))]
     if not present:
         return None
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-    target = os.path.join(workdir, "previous", stamp)
-    os.makedirs(target)
+    target = paths.join(workdir, "previous", stamp)
+    paths.makedirs(target)
     for n in present:
-        os.rename(os.path.join(workdir, n), os.path.join(target, n))
+        paths.rename(paths.join(workdir, n), paths.join(target, n))
     print(f"--overwrite: moved the previous run ({', '.join(present)}) to {target}")
     return target
 
 
 LOCK_NAME = ".lock"
+HEARTBEAT_S = 30.0  # cloud workdirs: how often the holder rewrites its lock record
+STALE_S = 180.0  # cloud workdirs: a record not rewritten for this long is left by a dead run
 
 
 class WorkdirInUse(RunError):
@@ -198,11 +209,60 @@ class WorkdirLock:
     """
 
     def __init__(self, workdir: str, active: bool = True):
-        self.workdir = os.path.abspath(workdir)
-        self.path = os.path.join(self.workdir, LOCK_NAME)
+        self.workdir = paths.absolute(workdir)
+        self.path = paths.join(self.workdir, LOCK_NAME)
         self.active = active
         self._fd: int | None = None
         self._created = False
+        self._cloud = paths.is_url(self.workdir)
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
+        self._me: dict[str, Any] = {}
+
+    def _me_now(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
+                "proc_start": _process_start(os.getpid()), "command": " ".join(sys.argv)[:500]}
+
+    def _read_cloud(self) -> dict[str, Any] | None:
+        try:
+            record = json.loads(paths.read_bytes(self.path, 1 << 16).decode("utf-8"))
+        except FileNotFoundError:
+            return None
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return {"pid": "?", "host": "?", "command": "an unreadable lock record", "heartbeat": 0.0}
+        return record if isinstance(record, dict) else {"heartbeat": 0.0}
+
+    def _write_cloud(self) -> None:
+        paths.write_text_atomic(self.path, json.dumps({**self._me, "heartbeat": time.time()}))
+
+    def _enter_cloud(self) -> None:
+        self._me = self._me_now()
+        previous = self._read_cloud()
+        if previous is not None:
+            beat = previous.get("heartbeat")
+            age = time.time() - beat if isinstance(beat, (int, float)) else float("inf")
+            if age < STALE_S:
+                raise WorkdirInUse(f"{self.workdir} is in use by another run: {_describe_holder(previous)}, whose "
+                                   f"lock record was refreshed {age:.0f} s ago; wait for it to end or stop it, or "
+                                   f"use another --workdir (a record older than {STALE_S:.0f} s is taken over)")
+            print(f"warning: {self.path}: taking over the lock left by a run that stopped refreshing it "
+                  f"{age:.0f} s ago ({_describe_holder(previous)})", file=sys.stderr)
+        self._write_cloud()
+        mine = self._read_cloud() or {}
+        if (mine.get("pid"), mine.get("host"), mine.get("started")) != (
+                self._me["pid"], self._me["host"], self._me["started"]):
+            raise WorkdirInUse(f"{self.workdir} was claimed at the same moment by another run: "
+                               f"{_describe_holder(mine)}; use another --workdir")
+
+        def beat() -> None:
+            while not self._stop.wait(HEARTBEAT_S):
+                try:
+                    self._write_cloud()
+                except OSError as e:  # a transient store error: the next beat tries again
+                    print(f"warning: {self.path}: lock heartbeat failed ({e})", file=sys.stderr)
+
+        self._beat = threading.Thread(target=beat, name="recur_jax-lock-heartbeat", daemon=True)
+        self._beat.start()
 
     def _read(self) -> dict[str, Any]:
         os.lseek(self._fd, 0, os.SEEK_SET)
@@ -215,6 +275,9 @@ class WorkdirLock:
 
     def __enter__(self) -> "WorkdirLock":
         if not self.active:
+            return self
+        if self._cloud:
+            self._enter_cloud()
             return self
         self._created = not os.path.exists(self.workdir)
         os.makedirs(self.workdir, exist_ok=True)
@@ -233,8 +296,7 @@ class WorkdirLock:
             except FileNotFoundError:
                 pass
             self._release()
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
-              "proc_start": _process_start(os.getpid()), "command": " ".join(sys.argv)[:500]}
+        me = self._me_now()
         previous = self._read()
         if previous.get("pid") not in (None, me["pid"]) or previous.get("host") not in (None, me["host"]):
             pid = previous.get("pid")
@@ -260,6 +322,16 @@ class WorkdirLock:
             self._fd = None
 
     def __exit__(self, *exc) -> None:
+        if self._cloud:
+            if self._beat is not None:
+                self._stop.set()
+                self._beat.join()
+                self._beat = None
+                try:
+                    paths.remove(self.path)
+                except OSError:
+                    pass  # an unreachable store: the record goes stale and is taken over
+            return
         # Deleted while still held: a process that opened the old file meanwhile sees, after its flock,
         # that the path no longer names its file, and starts over (`__enter__`).
         try:
@@ -274,5 +346,5 @@ class WorkdirLock:
                 pass
 
 
-__all__ = ["IGNORED", "LOCK_NAME", "WorkdirInUse", "WorkdirLock", "WorkdirMismatch", "check", "config_differences", "recorded_config", "recorded_run_field",
+__all__ = ["HEARTBEAT_S", "IGNORED", "LOCK_NAME", "STALE_S", "WorkdirInUse", "WorkdirLock", "WorkdirMismatch", "check", "config_differences", "recorded_config", "recorded_run_field",
            "set_aside_previous_run"]

@@ -17,7 +17,6 @@ are only read; data for a test set other than the run's is built under the evalu
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from typing import Any, Sequence
@@ -25,6 +24,7 @@ from typing import Any, Sequence
 import jax
 import ml_collections
 
+from recur_jax.io import paths
 from recur_jax.io.safe_io import write_json_atomic
 from recur_jax.run import evaluate
 from recur_jax.run.checkpoint import at_size, load_for_inference
@@ -94,22 +94,22 @@ def evaluate_run(workdir: str, config: ml_collections.ConfigDict | None = None, 
     name = name or default_name(run.step, run.weights, overrides)
     if not re.fullmatch(r"[A-Za-z0-9._=,-]+", name) or name in (".", ".."):
         raise ValueError(f"--name={name!r}: expected letters, digits and . _ = , - only")
-    out_dir = os.path.join(os.path.abspath(workdir), "evals", name)
+    out_dir = paths.join(paths.absolute(workdir), "evals", name)
     data = ml_collections.ConfigDict(config.data.to_dict())
     if any(k.startswith("data.") for k in overrides) and "data.data_dir" not in overrides:
-        data.data_dir = os.path.join(out_dir, "data")  # another test set: built beside the results, not in the run
+        data.data_dir = paths.local_data_dir(out_dir)  # another test set: beside the results (local), not in the run
     task = build_task(data, workdir)
     run = at_size(run, task.seq_len, task.grid_width, int(config.eval.get("H_cycles", 0)))
     settings = evaluate.resolve_settings(config, run.model_cfg)
     fn = evaluate.jit_eval_step(run.graphdef, run.model_cfg, settings)
     batches = eval_batches(task.test, global_batch_size=settings.global_batch_size, to_example=task.test_transform,
                            process_index=0, process_count=1, max_examples=settings.max_examples)
-    os.makedirs(out_dir, exist_ok=True)
+    paths.makedirs(out_dir)
     evaluator = task.make_evaluator(out_dir, True) if task.make_evaluator else None
     t_eval = time.time()
     result = evaluate.evaluate(fn, run.params, run.buffers, run.puzzle_table, batches, evaluator=evaluator,
                                settings=settings)
-    summary = {"workdir": os.path.abspath(workdir), "step": run.step, "weights": run.weights,
+    summary = {"workdir": paths.absolute(workdir), "step": run.step, "weights": run.weights,
                "overrides": overrides, "settings": {"halt_max_steps": settings.halt_max_steps,
                                                     "global_batch_size": settings.global_batch_size,
                                                     "max_examples": settings.max_examples, "halt": settings.halt,
@@ -132,14 +132,11 @@ def _write(out_dir: str, summary: dict[str, Any]) -> None:
                          "exact_accuracy_q_halt": acc, "steps_mean_q_halt": h["steps_mean_by_budget"][n],
                          "halted_at_this_step": h["steps_histogram"][n]})
              for n, acc in enumerate(h["exact_accuracy_by_budget"])]
-    tmp = os.path.join(out_dir, "metrics.jsonl.tmp")
-    with open(tmp, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    os.replace(tmp, os.path.join(out_dir, "metrics.jsonl"))
+    paths.write_text_atomic(paths.join(out_dir, "metrics.jsonl"), "\n".join(lines) + "\n")
     from recur_jax.study import plots
 
-    summary["plot"] = plots.eval_by_step(budget, h, summary["settings"], os.path.join(out_dir, "accuracy_by_step.png"))
-    write_json_atomic(os.path.join(out_dir, "summary.json"), summary, indent=2)
+    summary["plot"] = plots.eval_by_step(budget, h, summary["settings"], paths.join(out_dir, "accuracy_by_step.png"))
+    write_json_atomic(paths.join(out_dir, "summary.json"), summary, indent=2)
 
 
 def compute_report(workdir: str, config: ml_collections.ConfigDict, samples: Sequence[int], *,
@@ -198,25 +195,22 @@ def compute_report(workdir: str, config: ml_collections.ConfigDict, samples: Seq
             table.append(("samples, any correct (pass@K)", K, N, N, N * K * per_step, r["eval"]["sampling"]["pass_at_k"]))
     reference = (N * per_step, runs[min(runs)]["eval"]["exact_accuracy_by_step"][-1])
     name = name or f"compute-step{first['step']}-{first['weights']}"
-    out_dir = os.path.join(os.path.abspath(workdir), "evals", name)
-    os.makedirs(out_dir, exist_ok=True)
-    png = plots.test_time_compute_report(curves, reference, os.path.join(out_dir, "compute.png"))
+    out_dir = paths.join(paths.absolute(workdir), "evals", name)
+    paths.makedirs(out_dir)
+    png = plots.test_time_compute_report(curves, reference, paths.join(out_dir, "compute.png"))
     columns = ["method", "samples K", "budget N", "mean steps used", "FLOPs / example", "exact accuracy"]
     rows = [(m, k, n, f"{u:.2f}", f"{f:.3g}", f"{a:.4f}") for m, k, n, u, f, a in table]
     hist_png = first["plot"]
-    with open(os.path.join(out_dir, "compute.html"), "w") as f:
-        f.write(plots.html_page(f"Test-time compute, {workdir} step {first['step']}", columns, rows,
+    paths.write_text_atomic(paths.join(out_dir, "compute.html"), plots.html_page(f"Test-time compute, {workdir} step {first['step']}", columns, rows,
                                 [png, hist_png], notes=[f"FLOPs per supervision step per example: {per_step:.3g} "
                                                         f"(analytic forward FLOPs). The star is the reference's "
                                                         f"evaluation: deterministic, every row runs N = {N} steps."]))
-    if os.path.dirname(hist_png) != out_dir:
-        import shutil
-
-        shutil.copy(hist_png, out_dir)
+    if paths.dirname(hist_png) != out_dir:
+        paths.copy(hist_png, paths.join(out_dir, paths.basename(hist_png)))
     report = {"table": [dict(zip(columns, r)) for r in table], "curves": {k: list(map(list, v)) for k, v in curves.items()},
               "reference": list(reference), "flops_per_step": per_step,
-              "evaluations": {str(K): os.path.dirname(r["plot"]) for K, r in runs.items()}, "png": png}
-    write_json_atomic(os.path.join(out_dir, "compute.json"), report, indent=2)
+              "evaluations": {str(K): paths.dirname(r["plot"]) for K, r in runs.items()}, "png": png}
+    write_json_atomic(paths.join(out_dir, "compute.json"), report, indent=2)
     return report
 
 

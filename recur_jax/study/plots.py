@@ -29,10 +29,14 @@ import matplotlib.ticker  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from recur_jax.io import paths  # noqa: E402
+
 
 def _save(fig, path: str) -> str:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    """Writes `fig` as a PNG at `path` (a local path or a cloud URL) and closes it; returns `path`."""
+    paths.makedirs(paths.dirname(paths.absolute(path)))
+    with paths.open_file(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
 

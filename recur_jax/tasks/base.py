@@ -19,11 +19,12 @@ builds one; `recur_jax.tasks.registry.build_task` picks the package from `data.n
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any, Callable
 
 import ml_collections
 import numpy as np
+
+from recur_jax.io import paths
 
 
 @dataclasses.dataclass
@@ -47,8 +48,16 @@ class Task:
 
 
 def data_dir(data: ml_collections.ConfigDict, workdir: str) -> str:
-    """Where a task builds its files: `data.data_dir`, or `<workdir>/data`."""
-    return data.data_dir or os.path.join(workdir, "data")
+    """Where a task builds its files: `data.data_dir`, or `<workdir>/data` (a cloud workdir: a local
+    cache, `recur_jax.io.paths.local_data_dir`).
+
+    Raises:
+      ValueError: `data.data_dir` is a URL (TFDS/ArrayRecord build local files; give a local directory).
+    """
+    if data.data_dir and paths.is_url(data.data_dir):
+        raise ValueError(f"config.data.data_dir={data.data_dir!r}: expected a local directory (generated data is "
+                         f"built with local files; leave it empty to use a local cache beside a cloud workdir)")
+    return data.data_dir or paths.local_data_dir(workdir)
 
 
 def csv_ints(text: str, field: str) -> list[int]:

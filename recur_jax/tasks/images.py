@@ -3,18 +3,20 @@
 `grid_png` draws an ARC colour grid (the usual ARC palette, one square per cell, grey grid lines);
 `write_arc_report` writes `<dir>/index.html` showing, for chosen tasks, the demonstrations, each test
 input, its target and the top-2 voted predictions (votes, mean sigmoid(q_halt), correct or not).
-`maze_png` draws a maze (wall, open, start, goal, path).
+`maze_png` draws a maze (wall, open, start, goal, path); `summary_table` is the metrics table at the top
+of a report. Directories may be cloud URLs (`recur_jax.io.paths`).
 """
 
 from __future__ import annotations
 
 import html
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from PIL import Image
+
+from recur_jax.io import paths
 
 ARC_PALETTE = np.array([
     (0, 0, 0), (0, 116, 217), (255, 65, 54), (46, 204, 64), (255, 220, 0),
@@ -54,7 +56,7 @@ def grid_png(grid: np.ndarray, path: str, cell: int = 16) -> str:
     g = np.asarray(grid)
     if g.size and (g.min() < 0 or g.max() > 9):
         raise ValueError(f"grid values {int(g.min())}..{int(g.max())}; expected colours 0..9")
-    _draw(g.astype(np.int64), ARC_PALETTE, cell, 1).save(path)
+    _save_png(_draw(g.astype(np.int64), ARC_PALETTE, cell, 1), path)
     return path
 
 
@@ -66,8 +68,34 @@ def maze_png(tokens: np.ndarray, path: str, cell: int = 8) -> str:
     t = np.asarray(tokens).reshape(n, n).astype(np.int64)
     if t.min() < 0 or t.max() > 5:
         raise ValueError(f"maze tokens {int(t.min())}..{int(t.max())}; expected 0..5")
-    _draw(t, MAZE_PALETTE, cell, 0).save(path)
+    _save_png(_draw(t, MAZE_PALETTE, cell, 0), path)
     return path
+
+
+def _save_png(image: Image.Image, path: str) -> None:
+    with paths.open_file(path, "wb") as f:
+        image.save(f, format="PNG")
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_cell(v) for v in value)
+    return str(value)
+
+
+def summary_table(summary: dict[str, Any]) -> str:
+    """The metrics of a report as an HTML table (one row per metric, floats to 4 decimals).
+
+    Args:
+      summary: metric name -> value (numbers, strings, lists of numbers).
+    Returns:
+      `<table>...</table>` with every name and value HTML-escaped.
+    """
+    rows = "".join(f"<tr><th style='text-align:left;padding-right:12px'>{html.escape(str(k))}</th>"
+                   f"<td>{html.escape(_cell(v))}</td></tr>" for k, v in summary.items())
+    return f"<table>{rows}</table>"
 
 
 def write_arc_report(directory: str, test_tasks: dict[str, Any], ranked: dict[str, list], tasks: Sequence[str],
@@ -84,12 +112,12 @@ def write_arc_report(directory: str, test_tasks: dict[str, Any], ranked: dict[st
     Returns:
       the path of index.html.
     """
-    png_dir = os.path.join(directory, "png")
-    os.makedirs(png_dir, exist_ok=True)
+    png_dir = paths.join(directory, "png")
+    paths.makedirs(png_dir)
 
     def img(grid, name, caption):
         g = np.asarray(grid, np.int64)
-        grid_png(g, os.path.join(png_dir, name))
+        grid_png(g, paths.join(png_dir, name))
         shape = f"{g.shape[0]}x{g.shape[1]}" if g.size else "empty"
         return (f'<figure><img src="png/{html.escape(name)}" alt="{html.escape(caption)}">'
                 f"<figcaption>{html.escape(caption)} ({shape})</figcaption></figure>")
@@ -98,7 +126,7 @@ def write_arc_report(directory: str, test_tasks: dict[str, Any], ranked: dict[st
              "body{font-family:sans-serif;margin:20px} figure{display:inline-block;margin:6px;vertical-align:top}"
              "figcaption{font-size:12px;text-align:center} .row{border-top:1px solid #ccc;padding:6px 0}"
              ".ok{color:green} .bad{color:#b00}</style></head><body>",
-             f"<h1>{html.escape(title)}</h1><pre>{html.escape(str(summary))}</pre>"]
+             f"<h1>{html.escape(title)}</h1>{summary_table(summary)}"]
     for t_idx, task in enumerate(tasks):
         if task not in test_tasks:
             parts.append(f"<h2>{html.escape(task)}: not in the test tasks</h2>")
@@ -125,8 +153,6 @@ def write_arc_report(directory: str, test_tasks: dict[str, Any], ranked: dict[st
                          f"{'solved in top 2' if solved else 'not solved in top 2'}</h3><div class='row'>"
                          + "".join(row) + "</div>")
     parts.append("</body></html>")
-    path = os.path.join(directory, "index.html")
-    with open(path + ".tmp", "w") as f:
-        f.write("\n".join(parts))
-    os.replace(path + ".tmp", path)
+    path = paths.join(directory, "index.html")
+    paths.write_text_atomic(path, "\n".join(parts))
     return path

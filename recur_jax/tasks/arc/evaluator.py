@@ -17,12 +17,12 @@ With `aggregated_voting` (the reference default) the votes of every evaluation r
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from recur_jax.io import paths
 from recur_jax.tasks import arc
 
 DEFAULT_PASS_KS = (1, 2, 5, 10, 100, 1000)
@@ -135,10 +135,7 @@ class ArcEvaluator:
 
             images.write_arc_report(self.report_dir, self.test_tasks, self.ranked, self.report_tasks,
                                     "ARC evaluation report", out)
-            path = os.path.join(self.report_dir, "submission.json")
-            with open(path + ".tmp", "w") as f:
-                json.dump(self.submission(), f)
-            os.replace(path + ".tmp", path)
+            paths.write_text_atomic(paths.join(self.report_dir, "submission.json"), json.dumps(self.submission()))
         return out
 
     def submission(self) -> dict[str, list[dict[str, list]]]:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 import ml_collections
 import numpy as np
 
 from recur_jax.core.losses import IGNORE_LABEL_ID
+from recur_jax.io import paths
 from recur_jax.tasks import arc
 from recur_jax.tasks.arc.builder import build_arc
 from recur_jax.tasks.base import Task, csv_ints, data_dir as task_data_dir
@@ -40,7 +39,7 @@ def make_task(data: ml_collections.ConfigDict, workdir: str) -> Task:
 
     def make_evaluator(wd: str, is_main: bool) -> ArcEvaluator:
         return ArcEvaluator(meta, pass_ks=pass_ks, aggregated_voting=bool(data.aggregated_voting),
-                            report_dir=os.path.join(wd, "report") if is_main else None, report_tasks=report_tasks)
+                            report_dir=paths.join(wd, "report") if is_main else None, report_tasks=report_tasks)
 
     describe = {"name": "arc", "subsets": data.subsets, "test_set_name": data.test_set_name,
                 "num_aug": int(data.num_aug), "seed": int(data.seed), "directory": built["directory"],

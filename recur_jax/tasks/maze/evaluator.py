@@ -6,13 +6,12 @@ HTML report with the first mazes (question, target, prediction) as PNGs.
 
 from __future__ import annotations
 
-import html
-import os
 from typing import Any
 
 import numpy as np
 
 from recur_jax.core.losses import IGNORE_LABEL_ID
+from recur_jax.io import paths
 from recur_jax.tasks import images
 from recur_jax.tasks import maze
 
@@ -58,23 +57,21 @@ class MazeEvaluator:
 
     def write_report(self, summary: dict[str, Any]) -> str:
         """index.html with question / target / prediction PNGs of the kept mazes; returns its path."""
-        png = os.path.join(self.report_dir, "png")
-        os.makedirs(png, exist_ok=True)
+        png = paths.join(self.report_dir, "png")
+        paths.makedirs(png)
         parts = ["<!doctype html><html><head><meta charset='utf-8'><title>Maze report</title></head><body>",
-                 f"<h1>Maze report</h1><pre>{html.escape(str(summary))}</pre>",
+                 f"<h1>Maze report</h1>{images.summary_table(summary)}",
                  "<p>dark: wall, light: open, green: S, red: G, blue: path</p>"]
         for i, (q, lab, pred, valid, optimal) in enumerate(self.examples):
             figs = []
             for name, tokens in (("question", q), ("target", lab), ("prediction", pred)):
                 t = np.clip(np.where(tokens == IGNORE_LABEL_ID, 0, tokens), 0, 5)
-                images.maze_png(t, os.path.join(png, f"m{i:03d}_{name}.png"))
+                images.maze_png(t, paths.join(png, f"m{i:03d}_{name}.png"))
                 figs.append(f"<figure style='display:inline-block'><img src='png/m{i:03d}_{name}.png'>"
                             f"<figcaption>{name}</figcaption></figure>")
             exact = bool(np.array_equal(lab, pred))
             parts.append(f"<h3>maze {i}: exact {exact}, valid path {valid}, optimal {optimal}</h3>" + "".join(figs))
         parts.append("</body></html>")
-        path = os.path.join(self.report_dir, "index.html")
-        with open(path + ".tmp", "w") as f:
-            f.write("\n".join(parts))
-        os.replace(path + ".tmp", path)
+        path = paths.join(self.report_dir, "index.html")
+        paths.write_text_atomic(path, "\n".join(parts))
         return path

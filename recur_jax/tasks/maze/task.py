@@ -7,6 +7,7 @@ import os
 import ml_collections
 import numpy as np
 
+from recur_jax.io import paths
 from recur_jax.tasks import maze
 from recur_jax.tasks.base import Task, data_dir as task_data_dir
 from recur_jax.tasks.maze.builder import build_maze
@@ -50,7 +51,7 @@ def make_task(data: ml_collections.ConfigDict, workdir: str) -> Task:
         return example(record["question"], record["answer"])
 
     def make_evaluator(wd: str, is_main: bool) -> MazeEvaluator:
-        return MazeEvaluator(os.path.join(wd, "report") if is_main else None, int(data.report_num_tasks))
+        return MazeEvaluator(paths.join(wd, "report") if is_main else None, int(data.report_num_tasks))
 
     describe = dict(source, name="maze", num_train=len(splits["train"]), num_test=len(splits["test"]))
     for split in ("train", "test"):
