@@ -19,6 +19,7 @@ values are means over its seeds (`std` bands where given).
 from __future__ import annotations
 
 import html
+import textwrap
 import os
 from typing import Any, Mapping, Sequence
 
@@ -32,8 +33,14 @@ import numpy as np  # noqa: E402
 from recur_jax.io import paths  # noqa: E402
 
 
-def _save(fig, path: str) -> str:
-    """Writes `fig` as a PNG at `path` (a local path or a cloud URL) and closes it; returns `path`."""
+def _save(fig, path: str, caption: str) -> str:
+    """Writes `fig` as a PNG at `path` (a local path or a cloud URL) with `caption` below everything else
+    in it (the PNG carries its own explanation wherever it is shown), closes it; returns `path`."""
+    fig.canvas.draw()
+    box = fig.get_tightbbox(fig.canvas.get_renderer())  # inches, legends below the axes included
+    fig.text(box.x0 / fig.get_figwidth(), box.y0 / fig.get_figheight() - 0.02,
+             "\n".join(textwrap.wrap(caption, width=int(14 * box.width))), ha="left", va="top", fontsize=8,
+             color="#333333", transform=fig.transFigure)
     paths.makedirs(paths.dirname(paths.absolute(path)))
     with paths.open_file(path, "wb") as f:
         fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
@@ -82,7 +89,9 @@ def training_curves(curves: Mapping[str, Mapping[str, Sequence[tuple[int, float]
         else:
             ax.set_ylim(-0.02, 1.02)
         _legend(ax, len(curves))
-    return _save(fig, path)
+    return _save(fig, path, "Each point is one logging window of metrics.jsonl (log_every optimizer steps): the "
+                 "training loss per example of the global batch (left, log scale) and the exact accuracy of the "
+                 "rows whose ACT episode ended in that window (right), as the reference logs them.")
 
 
 def refinement_curve(series: Mapping[str, Sequence[float]], path: str,
@@ -97,7 +106,9 @@ def refinement_curve(series: Mapping[str, Sequence[float]], path: str,
             ax.fill_between(x, lo, hi, alpha=0.15)
     ax.set_ylim(-0.02, 1.02)
     _legend(ax, len(series))
-    return _save(fig, path)
+    return _save(fig, path, "Exact accuracy on the test set after each supervision step of one evaluation "
+                 "(every row runs all N steps); shaded: one standard deviation over seeds where a group has "
+                 "several. Deep supervision trains every step to answer, so accuracy should rise with steps.")
 
 
 def accuracy_vs_size(series: Mapping[str, Sequence[tuple[int, float]]], train_size: int, path: str,
@@ -125,7 +136,9 @@ def accuracy_vs_size(series: Mapping[str, Sequence[tuple[int, float]]], train_si
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
         _legend(ax, len(data) + 1)
-    return _save(fig, path)
+    return _save(fig, path, "Each row's exact (left) and token (right) accuracy at its full test-time budget "
+                 "against the instance size n, log scale; the dotted line is the largest size seen in training. "
+                 "A model that extrapolates stays high to the right of it.")
 
 
 def accuracy_vs_steps(row: str, curves: Mapping[int, Sequence[float]], path: str) -> str:
@@ -144,7 +157,9 @@ def accuracy_vs_steps(row: str, curves: Mapping[int, Sequence[float]], path: str
         ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
     ax.set_ylim(-0.02, 1.02)
     _legend(ax, len(curves))
-    return _save(fig, path)
+    return _save(fig, path, f"Row {row}: exact accuracy after each test-time supervision step, one line per "
+                 "instance size n. Larger instances need more steps; a line that falls after reaching its top "
+                 "is overthinking.")
 
 
 def test_time_compute(series: Mapping[str, Sequence[float]], train_budget: Mapping[str, int], path: str) -> str:
@@ -155,9 +170,13 @@ def test_time_compute(series: Mapping[str, Sequence[float]], train_budget: Mappi
         (line,) = ax.plot(np.arange(1, len(ys) + 1), ys, marker="o", ms=3, label=label)
         if label in train_budget:
             ax.axvline(train_budget[label], color=line.get_color(), ls=":", lw=1)
+    if train_budget:
+        ax.plot([], [], color="gray", ls=":", lw=1, label="dotted: the group's training halt_max_steps")
     ax.set_ylim(-0.02, 1.02)
-    _legend(ax, len(series))
-    return _save(fig, path)
+    _legend(ax, len(series) + bool(train_budget))
+    return _save(fig, path, "Exact accuracy when evaluation runs more (or fewer) supervision steps than training "
+                 "did; each dotted vertical line, in its group's colour, marks the budget that group was "
+                 "trained with.")
 
 
 def latent_residuals(series_H: Mapping[str, Sequence[float]], series_L: Mapping[str, Sequence[float]],
@@ -174,7 +193,9 @@ def latent_residuals(series_H: Mapping[str, Sequence[float]], series_L: Mapping[
                     color=line.get_color(), label=f"{label} z_L")
     ax.set_yscale("log")
     _legend(ax, 2 * len(series_H))
-    return _save(fig, path)
+    return _save(fig, path, "How much the latent state moves per recursion sweep, relative to its size (z_H "
+                 "solid, z_L dashed; sweeps counted across supervision steps). A falling line means the "
+                 "recursion settles towards a fixed point.")
 
 
 def halting_histogram(hists: Mapping[str, Sequence[int]], path: str) -> str:
@@ -186,7 +207,9 @@ def halting_histogram(hists: Mapping[str, Sequence[int]], path: str) -> str:
         share = h / max(h.sum(), 1.0)
         ax.bar(np.arange(1, len(h) + 1) + (i - (len(hists) - 1) / 2) * width, share, width=width, label=label)
     _legend(ax, len(hists))
-    return _save(fig, path)
+    return _save(fig, path, "Share of test examples by the first supervision step at which the Q head says "
+                 "halt (TRM: q_halt > 0; HRM: q_halt > q_continue); the last bar collects examples that never "
+                 "halt within the budget.")
 
 
 def eval_by_step(budget_curve: Sequence[float] | None, halting: Mapping[str, Any], settings: Mapping[str, Any],
@@ -201,6 +224,7 @@ def eval_by_step(budget_curve: Sequence[float] | None, halting: Mapping[str, Any
     fig.subplots_adjust(wspace=0.4)
     ax.set_title(f"Exact accuracy by test-time budget (N = {N})")
     ax.set_xlabel("budget n (supervision steps)")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_ylabel("exact accuracy")
     ax.grid(alpha=0.3)
     if budget_curve is not None:
@@ -219,7 +243,9 @@ def eval_by_step(budget_curve: Sequence[float] | None, halting: Mapping[str, Any
     hx.set_xlabel("supervision step")
     hx.set_ylabel("share of test examples")
     hx.grid(alpha=0.3, axis="y")
-    return _save(fig, path)
+    return _save(fig, path, "Left: exact accuracy if evaluation stopped at budget n, with every row running n "
+                 "steps (solid) or each row stopping at its Q head's first halt (dashed; dotted, right axis: the "
+                 "mean steps those rows used). Right: when the Q head first says halt.")
 
 
 def test_time_compute_report(curves: Mapping[str, Sequence[tuple[float, float]]], reference: tuple[float, float],
@@ -237,7 +263,9 @@ def test_time_compute_report(curves: Mapping[str, Sequence[tuple[float, float]]]
     ax.set_xscale("log")
     ax.set_ylim(-0.02, 1.02)
     _legend(ax, len(curves) + 1)
-    return _save(fig, path)
+    return _save(fig, path, "Exact accuracy against the analytic forward FLOPs spent per test example (supervision "
+                 "steps used x samples x FLOPs of one step), one curve per test-time method; the star is the "
+                 "reference's evaluation (deterministic, full budget).")
 
 
 def accuracy_vs_flops(points: Sequence[Mapping[str, Any]], path: str) -> str:
@@ -255,7 +283,9 @@ def accuracy_vs_flops(points: Sequence[Mapping[str, Any]], path: str) -> str:
     ax.set_xscale("log")
     ax.set_ylim(-0.02, 1.02)
     _legend(ax, len(points))
-    return _save(fig, path)
+    return _save(fig, path, "Final exact accuracy of each group against its total training FLOPs (analytic, "
+                 "forward and backward); circles are recursive models, squares one-pass ones; bars: one "
+                 "standard deviation over seeds.")
 
 
 def replay_curves(report: Mapping[str, Any], path: str) -> str:
@@ -294,7 +324,9 @@ def replay_curves(report: Mapping[str, Any], path: str) -> str:
     bottom.set_ylabel("relative loss difference")
     bottom.grid(alpha=0.3, which="both")
     bottom.legend(fontsize=7, loc="lower right")
-    return _save(fig, path)
+    return _save(fig, path, "Top: the training loss of the official code and of recur_jax replaying the same "
+                 "weights and batches. Bottom: their relative difference per step against the reference's own "
+                 "float32 rounding (float64 vs float32); differences above the red line would be a divergence.")
 
 
 def html_page(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], images: Sequence[str],
