@@ -7,7 +7,8 @@ Everything after `--` is passed to `python -m launch.main` (or to `--module`). E
 JAX_COORDINATOR_ADDRESS=127.0.0.1:PORT, JAX_NUM_PROCESSES=N, JAX_PROCESS_ID=i, JAX_PLATFORMS=cpu and
 XLA_FLAGS=--xla_force_host_platform_device_count=M; `recur_jax.run.distributed` then calls
 `jax.distributed.initialize` with cross-process CPU collectives over gloo. Output lines are prefixed
-with `[pI]`. If one process fails the others are stopped; the exit code is the first non-zero one.
+with `[pI]` and printed whole (progress-bar updates become lines; Gloo's rendezvous lines, which two
+threads of one process print interleaved, are dropped unless `--show_gloo`). If one process fails the others are stopped; the exit code is the first non-zero one.
 """
 
 from __future__ import annotations
@@ -66,16 +67,62 @@ def process_env(process_id: int, num_processes: int, devices_per_process: int, p
     return env
 
 
-def _pump(stream, prefix: str, sink) -> None:
-    for line in iter(stream.readline, ""):
-        sink.write(f"{prefix}{line}")
-        sink.flush()
+# Gloo's C++ code prints one line per rendezvous; two rendezvous of one process print at once and their
+# characters interleave ("... connected to 1[Gloo] Rank 0 is connected to 1 peer ranks ...\n peer ranks ...").
+GLOO_LINE = re.compile(r"\[Gloo\] Rank \d+ is connected to \d+ peer ranks\. Expected number of connected peer "
+                       r"ranks is : \d+\n?")
+_WRITE = threading.Lock()  # one whole line per write, whichever process it comes from
+
+
+class LineFilter:
+    """Turns a process's output into whole lines, without Gloo's rendezvous lines (`GLOO_LINE`).
+
+    Complete Gloo messages are cut out of a line (a progress bar they landed in is kept); a line left
+    with a piece of one (two messages interleaved character by character) is dropped whole.
+    """
+
+    def __init__(self, drop_gloo: bool = True):
+        self.drop_gloo, self.buffer = drop_gloo, ""
+
+    def _keep(self, line: str) -> str | None:
+        if not self.drop_gloo:
+            return line
+        line = GLOO_LINE.sub("", line + "\n").rstrip("\n")
+        return None if ("[Gloo]" in line or "connected peer ranks" in line) else line
+
+    def feed(self, text: str) -> list[str]:
+        """The complete lines (each ending in a newline) to print now, in order."""
+        self.buffer += text.replace("\r\n", "\n").replace("\r", "\n")
+        head, sep, self.buffer = self.buffer.rpartition("\n")
+        if not sep:
+            return []
+        kept = (self._keep(ln) for ln in head.split("\n"))
+        return [ln + "\n" for ln in kept if ln is not None]
+
+    def flush(self) -> list[str]:
+        """The rest of the output (a last line without its newline gets one)."""
+        rest, self.buffer = self.buffer, ""
+        return self.feed(rest + "\n") if rest else []
+
+
+def _pump(stream, prefix: str, sink, drop_gloo: bool = True) -> None:
+    f = LineFilter(drop_gloo)
+    for chunk in iter(stream.readline, ""):
+        _emit(f.feed(chunk), prefix, sink)
+    _emit(f.flush(), prefix, sink)
     stream.close()
+
+
+def _emit(lines: list[str], prefix: str, sink) -> None:
+    if lines:
+        with _WRITE:
+            sink.write("".join(prefix + ln for ln in lines))
+            sink.flush()
 
 
 def launch(args: Sequence[str], *, num_processes: int, devices_per_process: int, module: str = "launch.main",
            port: int | None = None, timeout: float | None = None, cwd: str | None = None,
-           python: str = sys.executable) -> int:
+           python: str = sys.executable, show_gloo: bool = False) -> int:
     """Runs `python -m module *args` in `num_processes` processes and waits for all of them.
 
     Args:
@@ -84,6 +131,7 @@ def launch(args: Sequence[str], *, num_processes: int, devices_per_process: int,
       port: the coordinator port (default: a free one).
       timeout: seconds before every process is killed (None: no limit).
       cwd: the working directory of the processes (default: this one; relative paths in args resolve there).
+      show_gloo: keep Gloo's rendezvous lines (dropped by default: one per process and collective group).
     Returns:
       0 if every process exited with 0, else the first non-zero exit code (124 on timeout).
     """
@@ -101,7 +149,7 @@ def launch(args: Sequence[str], *, num_processes: int, devices_per_process: int,
         p = subprocess.Popen([python, "-m", module, *args], env=env, cwd=cwd or os.getcwd(), stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
         procs.append(p)
-        t = threading.Thread(target=_pump, args=(p.stdout, f"[p{i}] ", sys.stdout), daemon=True)
+        t = threading.Thread(target=_pump, args=(p.stdout, f"[p{i}] ", sys.stdout, not show_gloo), daemon=True)
         t.start()
         pumps.append(t)
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -142,6 +190,7 @@ def define_flags() -> None:
     flags.DEFINE_string("module", "launch.main", "The module each process runs (python -m).")
     flags.DEFINE_integer("port", None, "Coordinator port on 127.0.0.1 (default: a free one).")
     flags.DEFINE_float("timeout", None, "Kill every process after this many seconds.")
+    flags.DEFINE_bool("show_gloo", False, "Keep the collective library's (Gloo) rendezvous lines.")
 
 
 def main(argv):
@@ -152,7 +201,7 @@ def main(argv):
         raise app.UsageError(f"--num_processes={f.num_processes} and --devices_per_process={f.devices_per_process} "
                              f"must be >= 1, --port in 1..65535, --timeout > 0")
     return launch(argv[1:], num_processes=f.num_processes, devices_per_process=f.devices_per_process, module=f.module,
-                  port=f.port, timeout=f.timeout)
+                  port=f.port, timeout=f.timeout, show_gloo=f.show_gloo)
 
 
 if __name__ == "__main__":

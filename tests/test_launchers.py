@@ -109,3 +109,26 @@ def test_tpu_errors():
         tpu.build_commands(MAIN_ARGS + ["--distributed=none"], tpu="t", zone="z")
     res = run_module("launch.tpu", "--zone=z", "--dry_run", "--", *MAIN_ARGS)
     assert res.returncode == 2 and "--tpu and --zone are required" in res.stderr
+
+
+def test_local_multiprocess_output_is_whole_lines_without_gloo_noise():
+    """Two rendezvous of one process print their Gloo lines at once (observed: interleaved character by
+    character, or one inside the other, or inside a progress bar); what reaches the terminal is whole,
+    prefixed lines with none of it, and the progress bar keeps its text."""
+    import io
+
+    from launch.local_multiprocess import LineFilter, _pump
+
+    gloo = "[Gloo] Rank 0 is connected to 1 peer ranks. Expected number of connected peer ranks is : 1\n"
+    observed = ["[Gloo] Rank 0 is connected to 1", gloo, " peer ranks. Expected number of connected peer ranks is : 1\n",
+                "recur_jax: TRM\n", "train:  10%|#| 1/10 [00:10<01:33]" + gloo.replace("0 is", "1 is"),
+                "[Gloo] Rank [Gloo] Rank 23 is connected to  is connected to 33 peer ranks.  peer ranks. Expected number"
+                " of connected peer ranks is : Expected number of connected peer ranks is : 33\n",
+                "train:  20%|##| 2/10\rtrain:  30%|###| 3/10\r\n", "held-out exact accuracy: 0.5000"]
+    sink = io.StringIO()
+    _pump(io.StringIO("".join(observed)), "[p0] ", sink)
+    assert sink.getvalue().splitlines() == [
+        "[p0] recur_jax: TRM", "[p0] train:  10%|#| 1/10 [00:10<01:33]", "[p0] train:  20%|##| 2/10",
+        "[p0] train:  30%|###| 3/10", "[p0] held-out exact accuracy: 0.5000"]
+    keep = LineFilter(drop_gloo=False)
+    assert keep.feed(gloo) == [gloo] and keep.flush() == []
