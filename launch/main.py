@@ -32,13 +32,25 @@ flags.DEFINE_bool("resume_anyway", False, "The workdir holds a run with a differ
                   "checkpoint under this config (the changed fields are recorded in run.json).")
 
 
+def _task_metric(key: str, value) -> bool:
+    """The task's own metrics (ARC pass@K, maze path_valid / path_optimal) in an evaluation result."""
+    return isinstance(value, (int, float)) and (key.startswith("pass@") or key in ("path_valid", "path_optimal"))
+
+
+def _metric_order(key: str):
+    return (0, int(key[5:])) if key.startswith("pass@") and key[5:].isdigit() else (1, key)
+
+
 def print_summary(summary: dict) -> None:
-    """The final table on stdout."""
+    """The final table on stdout: step, wall time, test examples, exact / cell / q_halt accuracy, mean
+    steps, the task's own metrics (pass@K for ARC, path_valid / path_optimal for mazes), exact accuracy
+    after each supervision step, and the state's fingerprint."""
     ev = summary["eval"]
     rows = [("step", summary["step"]), ("wall time (s)", f"{summary['wall_s']:.1f}"),
             ("test examples", ev.get("count")), ("exact_accuracy", f"{ev.get('exact_accuracy', 0):.4f}"),
             ("accuracy (cell)", f"{ev.get('accuracy', 0):.4f}"),
             ("q_halt_accuracy", f"{ev.get('q_halt_accuracy', 0):.4f}"), ("steps", f"{ev.get('steps', 0):.1f}")]
+    rows += [(k, f"{ev[k]:.4f}") for k in sorted(ev, key=_metric_order) if _task_metric(k, ev[k])]
     by_step = ev.get("exact_accuracy_by_step") or []
     if by_step:
         rows.append(("exact_accuracy by step", " ".join(f"{x:.3f}" for x in by_step)))

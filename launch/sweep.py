@@ -7,7 +7,9 @@ or a command list for a TPU pod.
 
 Run directories are `DIR/<overrides>` (e.g. `DIR/H_cycles=2,L_cycles=3,seed=0`); finished runs (with
 summary.json) are skipped and unfinished ones resume from their checkpoints, so the same command
-resumes a killed sweep. `--set KEY=VALUE` applies an override to every run; `--only=NAME` (repeatable) runs a subset.
+resumes a killed sweep. `--set KEY=VALUE` applies an override to every run; `--only=NAME` (repeatable) runs a
+subset; `--smoke` runs every run for a few steps on a few test examples under DIR/smoke (the real runs are
+untouched), to check a study end to end, report included, before spending hours on it.
 Each finished run prints one line with its exact accuracy and wall time.
 """
 
@@ -28,6 +30,8 @@ flags.DEFINE_integer("parallel", None, "local: runs at a time (default 1); slurm
 flags.DEFINE_multi_string("only", [], "Run only this run (its directory name, as --dry_run lists it; repeatable).")
 flags.DEFINE_multi_string("set", [], "KEY=VALUE override for every run (Python literal or plain string).")
 flags.DEFINE_multi_string("sbatch", [], "Extra #SBATCH option for --mode=slurm, e.g. --time=12:00:00.")
+flags.DEFINE_bool("smoke", False, "Check the whole sweep end to end in minutes: every run for SMOKE_STEPS steps "
+                  "and SMOKE_EXAMPLES test examples, under ROOT/smoke (the real runs are untouched).")
 flags.DEFINE_bool("dry_run", False, "Print the runs and whether each is finished; run nothing.")
 flags.DEFINE_string("compilation_cache", "jax_cache", "local: JAX persistent compilation cache shared by the runs "
                     "(relative to --root; runs that differ only in seed then compile once); '' to disable.")
@@ -47,15 +51,22 @@ def parse_sets(items: list[str]) -> dict:
     return out
 
 
+SMOKE_STEPS = 8  # optimizer steps per smoke run
+SMOKE_EXAMPLES = 32
+SMOKE_SETS = {"total_steps": SMOKE_STEPS, "eval.max_examples": SMOKE_EXAMPLES, "eval_every": 0, "log_every": 2,
+              "checkpoint_every": SMOKE_STEPS}
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from recur_jax.study import sweep
 
     F = flags.FLAGS
+    root = os.path.join(F.root, "smoke") if F.smoke else F.root
     try:
         common = parse_sets(F.set)
-        runs = sweep.expand(F.config, F.root, overrides=common)
+        runs = sweep.expand(F.config, root, overrides=common, final=SMOKE_SETS if F.smoke else None)
     except (ValueError, FileNotFoundError) as e:
         raise app.UsageError(str(e)) from e
     if F.only:
@@ -68,20 +79,20 @@ def main(argv):
         for r in runs:
             print(f"{'finished' if r.finished() else 'todo    '}  {r.workdir}")
         return 0
-    sweep.write_manifest(F.root, F.config, every_run, common)
+    sweep.write_manifest(root, F.config, every_run, {**common, **(SMOKE_SETS if F.smoke else {})})
     if F.mode == "slurm":
-        print(sweep.slurm_array_script(runs, F.root, parallel=F.parallel or 0, sbatch=F.sbatch), end="")
+        print(sweep.slurm_array_script(runs, root, parallel=F.parallel or 0, sbatch=F.sbatch), end="")
         return 0
     if F.mode == "list":
         print(sweep.command_list(runs), end="")
         return 0
     env = {}
     if F.compilation_cache and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-        env = {"JAX_COMPILATION_CACHE_DIR": os.path.join(os.path.abspath(F.root), F.compilation_cache),
+        env = {"JAX_COMPILATION_CACHE_DIR": os.path.join(os.path.abspath(F.root), F.compilation_cache),  # shared with smoke
                "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
     codes = sweep.run_local(runs, parallel=1 if F.parallel is None else F.parallel, env=env)
     failed = [n for n, c in codes.items() if c != 0]
-    print(f"{len(codes) - len(failed)}/{len(codes)} runs finished; report: python -m launch.report --root={F.root}")
+    print(f"{len(codes) - len(failed)}/{len(codes)} runs finished; report: python -m launch.report --root={root}")
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
         return 1

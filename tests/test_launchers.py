@@ -132,3 +132,15 @@ def test_local_multiprocess_output_is_whole_lines_without_gloo_noise():
         "[p0] train:  30%|###| 3/10", "[p0] held-out exact accuracy: 0.5000"]
     keep = LineFilter(drop_gloo=False)
     assert keep.feed(gloo) == [gloo] and keep.flush() == []
+
+
+def test_final_table_shows_the_tasks_own_metrics(capsys):
+    from launch.main import print_summary
+
+    print_summary({"step": 5, "wall_s": 1.0, "fingerprint": "ab" * 32,
+                   "eval": {"count": 3, "exact_accuracy": 0.5, "accuracy": 0.9, "q_halt_accuracy": 1.0, "steps": 2.0,
+                            "pass@10": 0.3, "pass@2": 0.2, "path_valid": 0.9, "path_optimal": 0.8, "num_tasks": 4,
+                            "exact_accuracy_by_step": [0.1, 0.5]}})
+    rows = [ln.split()[0] for ln in capsys.readouterr().out.splitlines() if ln.strip()]
+    assert rows.index("pass@2") < rows.index("pass@10") < rows.index("path_optimal") < rows.index("path_valid")
+    assert "num_tasks" not in rows

@@ -188,6 +188,13 @@ def test_sweep_end_to_end_real_runs(experiment, tmp_path):
     assert only.returncode == 0 and only.stdout.count("todo") == 2, only.stderr
     bad = subprocess.run(cmd + ["--dry_run", "--only=L_cycles=9"], cwd=here, env=env, text=True, capture_output=True)
     assert bad.returncode == 2 and "no run named ['L_cycles=9']" in bad.stderr
+    smoke = subprocess.run(cmd + ["--smoke", "--mode=list", "--set=total_steps=500"], cwd=here, env=env, text=True,
+                           capture_output=True)
+    lines = smoke.stdout.strip().splitlines()
+    assert smoke.returncode == 0 and len(lines) == 4, smoke.stderr
+    assert all(f"--workdir={root}/smoke/" in ln and "--config.total_steps=8 " in ln and "total_steps=500" not in ln
+               and "--config.eval.max_examples=32" in ln for ln in lines), lines  # smoke wins over --set
+    assert not os.path.exists(os.path.join(root, "sweep.json"))  # the real sweep is untouched
     # the L_cycles=2 runs look finished (a sweep resumed after they ended): only the two L_cycles=1 seeds run
     for name in ("L_cycles=2,seed=0", "L_cycles=2,seed=1"):
         _write_run(root, name, {"seed": int(name[-1]), "model": {"L_cycles": 2}},

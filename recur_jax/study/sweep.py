@@ -200,7 +200,7 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Overrides, whe
 
 
 def expand(spec: str, root: str, overrides: Overrides | None = None, python: str | None = None,
-           sweep: list[Overrides] | None = None) -> list[Run]:
+           sweep: list[Overrides] | None = None, final: Overrides | None = None) -> list[Run]:
     """The runs of the sweep of experiment `spec` (`FILE[:ARGS]`) under `root`.
 
     Args:
@@ -210,6 +210,7 @@ def expand(spec: str, root: str, overrides: Overrides | None = None, python: str
       overrides: overrides common to every run (from the command line), applied before the run's own.
       python: the interpreter for the commands (default: this one).
       sweep: an explicit list of per-run overrides instead of `get_sweep`.
+      final: overrides applied after the run's own (`launch.sweep --smoke`: few steps for every run).
 
     Returns:
       The runs in sweep order.
@@ -240,7 +241,7 @@ def expand(spec: str, root: str, overrides: Overrides | None = None, python: str
         if name in seen:
             raise ValueError(f"{path}: sweep entries {seen[name]} and {i} have the same name ({name})")
         seen[name] = i
-        merged = {**common, **run_overrides}
+        merged = {**common, **run_overrides, **(final or {})}
         apply_overrides(base, merged, f"{path} run {i} ({name})")
         workdir = os.path.join(root, name)
         argv = [python or sys.executable, "-m", "launch.main", f"--config={spec}", f"--workdir={workdir}"]
