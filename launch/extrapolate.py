@@ -24,6 +24,7 @@ flags.DEFINE_list("only", [], "Evaluate only these runs (their directory names, 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from recur_jax.io import paths
     from recur_jax.study import extrapolation, sweep
 
     F = flags.FLAGS
@@ -47,10 +48,9 @@ def main(argv):
         return cli.fail(f"no finished run under {F.root}; run `python -m launch.sweep --config={F.config} "
                         f"--root={F.root}` first")
     train_size = getattr(module, "TRAIN_SIZE", {}).get(results[0]["config"]["data"]["name"], 0)
-    paths = extrapolation.report(F.root, results, names, train_size)
-    with open(paths["md"]) as f:
-        print(f.read())
-    print(f"report: {os.path.relpath(paths['html'])}")
+    written = extrapolation.report(F.root, results, names, train_size)
+    print(paths.read_bytes(written["md"]).decode())
+    print(f"report: {written['html'] if paths.is_url(written['html']) else os.path.relpath(written['html'])}")
     return 0
 
 

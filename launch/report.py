@@ -5,7 +5,6 @@
 Rows group the runs that differ only in `seed`; unfinished runs are counted, not averaged.
 """
 
-import os
 
 from absl import app, flags
 
@@ -25,6 +24,7 @@ flags.DEFINE_bool("memory", False, "Compile each row's training step (without ru
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from recur_jax.io import paths
     from recur_jax.study import results
 
     F = flags.FLAGS
@@ -36,15 +36,12 @@ def main(argv):
         results.add_memory(F.root, keys, rows)
     md = results.to_markdown(keys, rows, F.metrics)
     for name, text in (("report.csv", results.to_csv(keys, rows)), ("report.md", md)):
-        tmp = os.path.join(F.root, name + ".tmp")
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, os.path.join(F.root, name))
+        paths.write_text_atomic(paths.join(F.root, name), text)
     print(md, end="")
-    print(f"\nwrote {os.path.join(F.root, 'report.csv')} and report.md")
+    print(f"\nwrote {paths.join(F.root, 'report.csv')} and report.md")
     if F.plots:
         images = results.write_plots(F.root, analyze=F.analyze, max_examples=F.max_examples, results=(keys, rows))
-        print(f"wrote {len(images)} plots and {os.path.join(F.root, 'report.html')}")
+        print(f"wrote {len(images)} plots and {paths.join(F.root, 'report.html')}")
     return 0
 
 

@@ -18,6 +18,7 @@ from recur_jax.run import workdir as workdir_lib
 from test_train import tiny
 
 URL = "gs://bucket/run"
+EXPERIMENT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments", "trm_sudoku.py")
 
 
 @pytest.fixture
@@ -129,3 +130,24 @@ def test_a_url_data_dir_is_refused_with_the_field_named():
     c = tiny(**{"data.data_dir": "gs://bucket/data"})
     with pytest.raises(ValueError, match=r"config\.data\.data_dir='gs://bucket/data': expected a local directory"):
         data_dir(c.data, URL)
+
+
+def test_gs_sweep_root_reports(gcs, tmp_path):
+    """A sweep root on the store: finished runs are recognised, launch.report's table, plots (with the
+    analysis that loads each checkpoint) and report.html are written into the bucket."""
+    from recur_jax.run.train import train_and_evaluate
+    from recur_jax.study import results, sweep
+
+    root = "gs://bucket/sweep"
+    for seed in (0, 1):
+        train_and_evaluate(tiny(seed=seed, **{"data.data_dir": str(tmp_path / "data")}), f"{root}/seed={seed}")
+    runs = sweep.expand(EXPERIMENT + ":mlp,cpu", root, sweep=[{"seed": 0}, {"seed": 1}, {"seed": 2}])
+    assert [r.finished() for r in runs] == [True, True, False] and runs[0].workdir == f"{root}/seed=0"
+    sweep.write_manifest(root, EXPERIMENT + ":mlp,cpu", runs)
+    keys, rows = results.table(root)
+    assert len(rows) == 1 and rows[0]["seeds"] == 2 and rows[0]["unfinished"] == 0  # grouped over seeds
+    images = results.write_plots(root, analyze=True, max_examples=8, results=(keys, rows))
+    assert images and all(p.startswith(root + "/") for p in images)
+    written = set(os.listdir(gcs / "bucket" / "sweep"))
+    assert {"sweep.json", "report.html", "training.png", "refinement.png"} <= written, written
+    assert (gcs / "bucket" / "sweep" / "seed=0" / "analysis.json").exists()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from typing import Any
 
 import jax
@@ -29,6 +28,7 @@ from recur_jax.core import act
 from recur_jax.core.layers import Buffer
 from recur_jax.core.losses import IGNORE_LABEL_ID
 from recur_jax.core.models import ModelConfig, build_model
+from recur_jax.io import paths
 
 ANALYSIS_FILE = "analysis.json"
 
@@ -130,17 +130,16 @@ def analyze_run(workdir: str, max_examples: int = 256, halt_max_steps: int = 0, 
     from recur_jax.tasks.loader import eval_batches
     from recur_jax.tasks.registry import build_task
 
-    if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+    if not paths.isdir(paths.join(workdir, "checkpoints")):
         raise FileNotFoundError(f"no checkpoints directory in {workdir}")
     run = load_for_inference(workdir)
     config, model_cfg, params, buffers, table, ckpt_step = (run.config, run.model_cfg, run.params, run.buffers,
                                                             run.puzzle_table, run.step)
     N = int(halt_max_steps) or 2 * resolve_settings(config, model_cfg).halt_max_steps
     key = {"step": int(ckpt_step), "max_examples": int(max_examples), "halt_max_steps": N}
-    cache_path = os.path.join(workdir, ANALYSIS_FILE)
-    if use_cache and os.path.isfile(cache_path):
-        with open(cache_path) as f:
-            cached = json.load(f)
+    cache_path = paths.join(workdir, ANALYSIS_FILE)
+    if use_cache and paths.isfile(cache_path):
+        cached = json.loads(paths.read_bytes(cache_path))
         if all(cached.get(k) == v for k, v in key.items()):
             return cached
     T = sweeps_per_step(model_cfg)
@@ -172,8 +171,5 @@ def analyze_run(workdir: str, max_examples: int = 256, halt_max_steps: int = 0, 
                   residual_H=(sums_H / c).tolist(), residual_L=(sums_L / c).tolist(),
                   exact_accuracy_by_step=(exact / c).tolist(), halt_step_histogram=hist.tolist(),
                   exact_accuracy_at_halt=correct_at_halt / c)
-    tmp = cache_path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=1)
-    os.replace(tmp, cache_path)
+    paths.write_text_atomic(cache_path, json.dumps(result, indent=1))
     return result

@@ -15,11 +15,11 @@ run and one of accuracy against size) from `report`.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any, Sequence
 
 import ml_collections
 
+from recur_jax.io import paths
 from recur_jax.io.safe_io import read_json, write_json_atomic
 
 TASK_METRICS = ("path_valid", "path_optimal")  # a task's own figures carried into the report (mazes), at the budget
@@ -81,9 +81,9 @@ def evaluate_sizes(workdir: str, plan: Sequence[dict[str, Any]], *, log=print) -
         if one_pass:
             overrides["eval.halt_max_steps"] = 1
         name = f"size{n}"
-        summary_path = os.path.join(workdir, "evals", name, "summary.json")
+        summary_path = paths.join(workdir, "evals", name, "summary.json")
         summary = None
-        if os.path.exists(summary_path):
+        if paths.exists(summary_path):
             old = read_json(summary_path)
             if isinstance(old, dict) and old.get("overrides_requested") == json.loads(json.dumps(overrides)):
                 summary = old
@@ -98,9 +98,9 @@ def evaluate_sizes(workdir: str, plan: Sequence[dict[str, Any]], *, log=print) -
                          "examples": summary["eval"].get("count"), "token_accuracy": summary["eval"].get("accuracy"),
                          **task_metrics, **curve_summary(by_step)}
         s = sizes[str(n)]
-        log(f"{os.path.basename(os.path.normpath(workdir))}: size {n}: exact {s['final']:.3f} at {s['budget']} steps, "
+        log(f"{paths.basename(workdir)}: size {n}: exact {s['final']:.3f} at {s['budget']} steps, "
             f"best {s['best']:.3f} at step {s['best_step']}")
-    return {"workdir": os.path.abspath(workdir), "config": recorded.to_dict(), "sizes": sizes}
+    return {"workdir": paths.absolute(workdir), "config": recorded.to_dict(), "sizes": sizes}
 
 
 def report(root: str, results: Sequence[dict[str, Any]], labels: Sequence[str], train_size: int) -> dict[str, str]:
@@ -114,8 +114,8 @@ def report(root: str, results: Sequence[dict[str, Any]], labels: Sequence[str], 
     """
     from recur_jax.study import plots
 
-    out = os.path.join(os.path.abspath(root), "extrapolation")
-    os.makedirs(out, exist_ok=True)
+    out = paths.join(paths.absolute(root), "extrapolation")
+    paths.makedirs(out)
     sizes = sorted({int(n) for r in results for n in r["sizes"]})
     columns = ["row"] + [f"n={n}" for n in sizes]
     table = []
@@ -136,14 +136,14 @@ def report(root: str, results: Sequence[dict[str, Any]], labels: Sequence[str], 
         return {label: [(int(n), s[key]) for n, s in sorted(r["sizes"].items(), key=lambda kv: int(kv[0]))
                         if s.get(key) is not None] for label, r in zip(labels, results)}
 
-    png_sizes = plots.accuracy_vs_size(points("final"), train_size, os.path.join(out, "accuracy_vs_size.png"),
+    png_sizes = plots.accuracy_vs_size(points("final"), train_size, paths.join(out, "accuracy_vs_size.png"),
                                        token_series=points("token_accuracy"))
     from recur_jax.study.results import training_curve
 
     png_train = plots.training_curves({label: training_curve(r["workdir"]) for label, r in zip(labels, results)},
-                                      os.path.join(out, "training.png"))
+                                      paths.join(out, "training.png"))
     png_steps = [plots.accuracy_vs_steps(label, {int(n): s["by_step"] for n, s in r["sizes"].items()},
-                                         os.path.join(out, f"steps_{i}_{label}.png"))
+                                         paths.join(out, f"steps_{i}_{label}.png"))
                  for i, (label, r) in enumerate(zip(labels, results))]
     caption = (f"Exact accuracy on held-out instances of each size n (trained on n <= {train_size}); in brackets "
                f"the test-time budget of supervision steps (and, for mazes, the share of valid and of optimal "
@@ -153,16 +153,15 @@ def report(root: str, results: Sequence[dict[str, Any]], labels: Sequence[str], 
     md += ["", "## Accuracy against test-time steps, and overthinking", "",
            "| " + " | ".join(over_cols) + " |", "|" + " --- |" * len(over_cols)]
     md += ["| " + " | ".join(map(str, row)) + " |" for row in over]
-    paths = {"md": os.path.join(out, "report.md"), "html": os.path.join(out, "report.html"),
-             "json": os.path.join(out, "report.json"), "png_sizes": png_sizes, "png_steps": png_steps,
-             "png_train": png_train}
-    with open(paths["md"], "w") as f:
-        f.write("\n".join(md) + "\n")
-    with open(paths["html"], "w") as f:
-        f.write(plots.html_page("Extrapolation", columns, table, [png_sizes] + png_steps + [png_train], notes=[caption]))
-    write_json_atomic(paths["json"], {"labels": list(labels), "train_size": train_size, "results": list(results)},
+    written = {"md": paths.join(out, "report.md"), "html": paths.join(out, "report.html"),
+               "json": paths.join(out, "report.json"), "png_sizes": png_sizes, "png_steps": png_steps,
+               "png_train": png_train}
+    paths.write_text_atomic(written["md"], "\n".join(md) + "\n")
+    paths.write_text_atomic(written["html"], plots.html_page("Extrapolation", columns, table,
+                                                             [png_sizes] + png_steps + [png_train], notes=[caption]))
+    write_json_atomic(written["json"], {"labels": list(labels), "train_size": train_size, "results": list(results)},
                       indent=2)
-    return paths
+    return written
 
 
 def load_plan(module, arg: str | None) -> list[dict[str, Any]]:

@@ -12,12 +12,11 @@ import csv
 import io
 import json
 import math
-import os
 from typing import Any, Sequence
 
 import numpy as np
 
-from recur_jax.io import safe_io
+from recur_jax.io import paths, safe_io
 from recur_jax.study.sweep import SWEEP_FILE
 
 SEED_KEY = "seed"
@@ -83,20 +82,20 @@ def collect(root: str) -> list[dict[str, Any]]:
       Nothing for a damaged run.json (the directory is skipped) or summary.json (the run counts as
       unfinished): one warning names the file and what was expected.
     """
-    if not os.path.isdir(root):
+    if not paths.isdir(root):
         raise FileNotFoundError(f"sweep root {root} does not exist")
     runs = []
-    for name in sorted(os.listdir(root)):
-        workdir = os.path.join(root, name)
-        run_path = os.path.join(workdir, "run.json")
-        if not os.path.isfile(run_path):
+    for name in paths.listdir(root):
+        workdir = paths.join(root, name)
+        run_path = paths.join(workdir, "run.json")
+        if not paths.isfile(run_path):
             continue
         record = _read_object(run_path, {"config": dict}, skip=True)
         if record is None:
             continue
         config = flatten(record["config"])
-        summary_path = os.path.join(workdir, "summary.json")  # a damaged one: the run counts as unfinished
-        summary = _read_object(summary_path, {"eval": dict}, skip=True) if os.path.isfile(summary_path) else None
+        summary_path = paths.join(workdir, "summary.json")  # a damaged one: the run counts as unfinished
+        summary = _read_object(summary_path, {"eval": dict}, skip=True) if paths.isfile(summary_path) else None
         runs.append({"name": name, "workdir": workdir, "config": config, "summary": summary,
                      "finished": summary is not None})
     if not runs:
@@ -107,8 +106,8 @@ def collect(root: str) -> list[dict[str, Any]]:
 def swept_keys(root: str, runs: Sequence[dict[str, Any]]) -> list[str]:
     """The config keys the sweep varies: from `root/sweep.json` when present (in the sweep's order),
     else every flattened config key whose value differs between runs."""
-    manifest_path = os.path.join(root, SWEEP_FILE)
-    if os.path.isfile(manifest_path):
+    manifest_path = paths.join(root, SWEEP_FILE)
+    if paths.isfile(manifest_path):
         keys: list[str] = []
         for r in _manifest_runs(manifest_path):
             keys += [k for k in r.get("overrides", {}) if k not in keys]
@@ -158,8 +157,8 @@ def table(root: str) -> tuple[list[str], list[dict[str, Any]]]:
       FileNotFoundError / ValueError: as `collect`.
     """
     runs = collect(root)
-    manifest_path = os.path.join(root, SWEEP_FILE)
-    if os.path.isfile(manifest_path):  # the sweep's runs, in sweep order (directories it no longer lists are left out)
+    manifest_path = paths.join(root, SWEEP_FILE)
+    if paths.isfile(manifest_path):  # the sweep's runs, in sweep order (directories it no longer lists are left out)
         order = {r["name"]: i for i, r in enumerate(_manifest_runs(manifest_path))}
         runs = sorted((r for r in runs if r["name"] in order), key=lambda r: order[r["name"]])
     keys = [k for k in swept_keys(root, runs) if k != SEED_KEY]
@@ -253,7 +252,7 @@ def train_step_memory(workdir: str) -> dict[str, int]:
 
     from recur_jax.study import benchmark
 
-    record = _read_object(os.path.join(workdir, "run.json"), {"config": dict}, skip=False)
+    record = _read_object(paths.join(workdir, "run.json"), {"config": dict}, skip=False)
     config = ml_collections.ConfigDict(record["config"])
     res = benchmark.compile_only(config)
     return {k: int(res[k]) for k in ("argument_bytes", "output_bytes", "temp_bytes") if k in res}
@@ -273,9 +272,9 @@ def training_curve(workdir: str) -> dict[str, list[tuple[int, float]]]:
     """(step, value) of the training loss and exact accuracy in `workdir/metrics.jsonl` (empty when absent)."""
     from recur_jax.run.runlog import read_metrics_lines
 
-    path = os.path.join(workdir, "metrics.jsonl")
+    path = paths.join(workdir, "metrics.jsonl")
     out: dict[str, list[tuple[int, float]]] = {"loss": [], "exact_accuracy": []}
-    if not os.path.exists(path):
+    if not paths.exists(path):
         return out
     for _, rec in read_metrics_lines(path):
         if rec["kind"] == "train":
@@ -308,8 +307,8 @@ def write_plots(root: str, analyze: bool = True, max_examples: int = 256,
     # legend labels name only the swept keys that differ between the table's rows
     label_keys = [k for k in keys if len({json.dumps(r.get(k), default=str) for r in rows}) > 1] or list(keys)
     runs = collect(root)
-    manifest_path = os.path.join(root, SWEEP_FILE)
-    if os.path.isfile(manifest_path):
+    manifest_path = paths.join(root, SWEEP_FILE)
+    if paths.isfile(manifest_path):
         listed = {r["name"] for r in _manifest_runs(manifest_path)}
         runs = [r for r in runs if r["name"] in listed]
     groups: dict[str, list[dict[str, Any]]] = {}
@@ -333,11 +332,11 @@ def write_plots(root: str, analyze: bool = True, max_examples: int = 256,
             if s is not None:
                 ref_std[label] = s
     if ref:
-        images.append(plots.refinement_curve(ref, os.path.join(root, "refinement.png"), ref_std))
+        images.append(plots.refinement_curve(ref, paths.join(root, "refinement.png"), ref_std))
     train = {label: training_curve(rs[0]["workdir"]) for label, rs in groups.items()}
     train = {label: c for label, c in train.items() if c["loss"]}
     if train:
-        images.append(plots.training_curves(train, os.path.join(root, "training.png")))
+        images.append(plots.training_curves(train, paths.join(root, "training.png")))
 
     if analyze:
         from recur_jax.study import analysis
@@ -353,16 +352,16 @@ def write_plots(root: str, analyze: bool = True, max_examples: int = 256,
         ttc = {label: mean_std([a["exact_accuracy_by_step"] for a in an])[0] for label, an in per.items()}
         budget = {label: an[0]["train_halt_max_steps"] for label, an in per.items()}
         if per:
-            images.append(plots.test_time_compute(ttc, budget, os.path.join(root, "test_time_compute.png")))
+            images.append(plots.test_time_compute(ttc, budget, paths.join(root, "test_time_compute.png")))
         res_H = {label: mean_std([a["residual_H"] for a in an])[0] for label, an in per.items()
                  if an[0]["arch"] != "transformer"}
         res_L = {label: mean_std([a["residual_L"] for a in an])[0] for label, an in per.items()
                  if an[0]["arch"] != "transformer"}
         if res_H:
-            images.append(plots.latent_residuals(res_H, res_L, {}, os.path.join(root, "residuals.png")))
+            images.append(plots.latent_residuals(res_H, res_L, {}, paths.join(root, "residuals.png")))
         hists = {label: np.sum([a["halt_step_histogram"] for a in an], axis=0).tolist() for label, an in per.items()}
         if hists:
-            images.append(plots.halting_histogram(hists, os.path.join(root, "halting.png")))
+            images.append(plots.halting_histogram(hists, paths.join(root, "halting.png")))
 
     if flops_fn is not None:
         points = []
@@ -382,7 +381,7 @@ def write_plots(root: str, analyze: bool = True, max_examples: int = 256,
                            "std": None if math.isnan(row["eval.exact_accuracy.std"]) else row["eval.exact_accuracy.std"],
                            "recursive": cfg.get("model.arch") != "transformer"})
         if points:
-            images.append(plots.accuracy_vs_flops(points, os.path.join(root, "accuracy_vs_flops.png")))
+            images.append(plots.accuracy_vs_flops(points, paths.join(root, "accuracy_vs_flops.png")))
 
     cols = _columns(keys, rows)
     shown = list(keys) + ["seeds"] + [c for c in cols if c.startswith(("eval.exact_accuracy.", "eval.accuracy.",
@@ -397,7 +396,6 @@ def write_plots(root: str, analyze: bool = True, max_examples: int = 256,
 
     cells = [[cell(c, r.get(c)) for c in shown] for r in rows]
     headers = ["train step temp memory (MiB)" if c == "train_step_temp_bytes" else c for c in shown]
-    page = plots.html_page(f"Sweep {os.path.basename(os.path.abspath(root))}", headers, cells, images, notes)
-    with open(os.path.join(root, "report.html"), "w") as f:
-        f.write(page)
+    page = plots.html_page(f"Sweep {paths.basename(paths.absolute(root))}", headers, cells, images, notes)
+    paths.write_text_atomic(paths.join(root, "report.html"), page)
     return images

@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import ml_collections
 
-from recur_jax.io import safe_io
+from recur_jax.io import paths, safe_io
 
 Overrides = dict[str, Any]
 
@@ -116,8 +116,8 @@ class Run:
     def finished(self) -> bool:
         """True when the run wrote a readable `summary.json` (train.py writes it after the final evaluation
         and the final checkpoint's commit); a damaged one means unfinished (the run resumes and rewrites it)."""
-        path = os.path.join(self.workdir, "summary.json")
-        if not os.path.exists(path):
+        path = paths.join(self.workdir, "summary.json")
+        if not paths.exists(path):
             return False
         try:
             summary = safe_io.read_json(path, max_bytes=64 << 20)
@@ -243,7 +243,7 @@ def expand(spec: str, root: str, overrides: Overrides | None = None, python: str
         seen[name] = i
         merged = {**common, **run_overrides, **(final or {})}
         apply_overrides(base, merged, f"{path} run {i} ({name})")
-        workdir = os.path.join(root, name)
+        workdir = paths.join(root, name)
         argv = [python or sys.executable, "-m", "launch.main", f"--config={spec}", f"--workdir={workdir}"]
         argv += [f"--config.{k}={_format_value(v)}" for k, v in merged.items()]
         runs.append(Run(i, name, workdir, run_overrides, tuple(argv)))
@@ -255,15 +255,21 @@ def write_manifest(root: str, spec: str, runs: Sequence[Run], overrides: Overrid
 
     The report reads the swept keys from it. Written atomically (temp file + rename). Returns the path.
     """
-    os.makedirs(root, exist_ok=True)
+    paths.makedirs(root)
     manifest = {"experiment": spec, "overrides": overrides or {},
                 "runs": [{"index": r.index, "name": r.name, "overrides": r.overrides} for r in runs]}
-    path = os.path.join(root, SWEEP_FILE)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(manifest, f, indent=2, default=str)
-    os.replace(tmp, path)
+    path = paths.join(root, SWEEP_FILE)
+    paths.write_text_atomic(path, json.dumps(manifest, indent=2, default=str))
     return path
+
+
+def log_path(workdir: str) -> str:
+    """Where `run_local` writes a run's output: `workdir/sweep.log`, or for a cloud workdir (no appends on
+    object stores) a local file, `~/.cache/recur_jax/sweep_logs/<hash of the URL>.log`."""
+    if not paths.is_url(workdir):
+        return os.path.join(workdir, "sweep.log")
+    digest = hashlib.sha256(paths.absolute(workdir).encode()).hexdigest()[:16]
+    return os.path.join(os.path.expanduser("~"), ".cache", "recur_jax", "sweep_logs", f"{digest}.log")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -295,8 +301,9 @@ def run_local(runs: Sequence[Run], parallel: int = 1, env: dict[str, str] | None
         while pending or active:
             while pending and len(active) < parallel:
                 r = pending.pop(0)
-                os.makedirs(r.workdir, exist_ok=True)
-                out = open(os.path.join(r.workdir, "sweep.log"), "a")
+                paths.makedirs(r.workdir)
+                os.makedirs(os.path.dirname(log_path(r.workdir)), exist_ok=True)
+                out = open(log_path(r.workdir), "a")
                 out.write(f"$ {shlex.join(r.argv)}\n")
                 out.flush()
                 log(f"start {r.name}")
@@ -311,7 +318,7 @@ def run_local(runs: Sequence[Run], parallel: int = 1, env: dict[str, str] | None
                     active.remove(item)
                     codes[r.name] = proc.returncode
                     log(f"done {r.name}{result_line(r.workdir)}" if proc.returncode == 0 else
-                        f"FAILED (exit {proc.returncode}) {r.name}; see {os.path.join(r.workdir, 'sweep.log')}")
+                        f"FAILED (exit {proc.returncode}) {r.name}; see {log_path(r.workdir)}")
     finally:  # interrupted: stop the children too; they resume from their checkpoints next time
         for r, proc, out in active:
             proc.terminate()
@@ -327,7 +334,7 @@ def run_local(runs: Sequence[Run], parallel: int = 1, env: dict[str, str] | None
 def result_line(workdir: str) -> str:
     """`": exact_accuracy 0.996, 262 s"` from a finished run's summary.json ("" when it cannot be read)."""
     try:
-        summary = safe_io.read_json(os.path.join(workdir, "summary.json"), max_bytes=64 << 20)
+        summary = safe_io.read_json(paths.join(workdir, "summary.json"), max_bytes=64 << 20)
         acc = summary["eval"]["exact_accuracy"]
         wall = summary.get("wall_s")
         return f": exact_accuracy {float(acc):.4f}" + (f", {float(wall):.0f} s" if wall is not None else "")
@@ -352,9 +359,10 @@ def slurm_array_script(runs: Sequence[Run], root: str, parallel: int = 0, sbatch
     """
     cwd = cwd or os.getcwd()
     limit = f"%{parallel}" if parallel else ""
-    lines = ["#!/bin/bash", f"#SBATCH --job-name=sweep-{os.path.basename(os.path.abspath(root))}",
+    logs = cwd if paths.is_url(root) else os.path.abspath(root)  # SLURM writes its logs to a local path
+    lines = ["#!/bin/bash", f"#SBATCH --job-name=sweep-{paths.basename(paths.absolute(root))}",
              f"#SBATCH --array=0-{len(runs) - 1}{limit}",
-             f"#SBATCH --output={os.path.join(os.path.abspath(root), 'slurm-%A_%a.out')}"]
+             f"#SBATCH --output={os.path.join(logs, 'slurm-%A_%a.out')}"]
     lines += [f"#SBATCH {opt}" for opt in sbatch]
     lines += ["set -euo pipefail", f"cd {shlex.quote(cwd)}", "WORKDIRS=("]
     lines += [f"  {shlex.quote(r.workdir)}" for r in runs]
