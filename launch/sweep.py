@@ -30,8 +30,8 @@ flags.DEFINE_integer("parallel", None, "local: runs at a time (default 1); slurm
 flags.DEFINE_multi_string("only", [], "Run only this run (its directory name, as --dry_run lists it; repeatable).")
 flags.DEFINE_multi_string("set", [], "KEY=VALUE override for every run (Python literal or plain string).")
 flags.DEFINE_multi_string("sbatch", [], "Extra #SBATCH option for --mode=slurm, e.g. --time=12:00:00.")
-flags.DEFINE_bool("smoke", False, "Check the whole sweep end to end in minutes: every run for SMOKE_STEPS steps "
-                  "and SMOKE_EXAMPLES test examples, under ROOT/smoke (the real runs are untouched).")
+flags.DEFINE_bool("smoke", False, "Check the whole sweep end to end in minutes: every run for 8 steps and 32 test "
+                  "examples (recur_jax.study.sweep.SMOKE_SETS), under ROOT/smoke (the real runs are untouched).")
 flags.DEFINE_bool("dry_run", False, "Print the runs and whether each is finished; run nothing.")
 flags.DEFINE_string("compilation_cache", "jax_cache", "local: JAX persistent compilation cache shared by the runs "
                     "(relative to --root; runs that differ only in seed then compile once); '' to disable.")
@@ -51,12 +51,6 @@ def parse_sets(items: list[str]) -> dict:
     return out
 
 
-SMOKE_STEPS = 8  # optimizer steps per smoke run
-SMOKE_EXAMPLES = 32
-SMOKE_SETS = {"total_steps": SMOKE_STEPS, "eval.max_examples": SMOKE_EXAMPLES, "eval_every": 0, "log_every": 2,
-              "checkpoint_every": SMOKE_STEPS}
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -66,7 +60,7 @@ def main(argv):
     root = os.path.join(F.root, "smoke") if F.smoke else F.root
     try:
         common = parse_sets(F.set)
-        runs = sweep.expand(F.config, root, overrides=common, final=SMOKE_SETS if F.smoke else None)
+        runs = sweep.expand(F.config, root, overrides=common, final=sweep.SMOKE_SETS if F.smoke else None)
     except (ValueError, FileNotFoundError) as e:
         raise app.UsageError(str(e)) from e
     if F.only:
@@ -79,7 +73,7 @@ def main(argv):
         for r in runs:
             print(f"{'finished' if r.finished() else 'todo    '}  {r.workdir}")
         return 0
-    sweep.write_manifest(root, F.config, every_run, {**common, **(SMOKE_SETS if F.smoke else {})})
+    sweep.write_manifest(root, F.config, every_run, {**common, **(sweep.SMOKE_SETS if F.smoke else {})})
     if F.mode == "slurm":
         print(sweep.slurm_array_script(runs, root, parallel=F.parallel or 0, sbatch=F.sbatch), end="")
         return 0

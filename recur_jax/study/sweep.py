@@ -199,6 +199,12 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: Overrides, whe
     return cfg
 
 
+SMOKE_STEPS = 8  # optimizer steps of every run of `launch.sweep --smoke`
+SMOKE_EXAMPLES = 32  # test examples of its evaluations (and of `launch.extrapolate --smoke`'s)
+SMOKE_SETS = {"total_steps": SMOKE_STEPS, "eval.max_examples": SMOKE_EXAMPLES, "eval_every": 0, "log_every": 2,
+              "checkpoint_every": SMOKE_STEPS}
+
+
 def expand(spec: str, root: str, overrides: Overrides | None = None, python: str | None = None,
            sweep: list[Overrides] | None = None, final: Overrides | None = None) -> list[Run]:
     """The runs of the sweep of experiment `spec` (`FILE[:ARGS]`) under `root`.
