@@ -8,7 +8,7 @@ For every finished run of the sweep (the experiment's `get_sweep`) and every siz
 overrides), then `<root>/extrapolation/report.{md,html,json}` with the plots: exact accuracy against
 instance size per row, and against test-time steps per size for each row (`recur_jax.study.extrapolation`).
 Unfinished runs are listed and skipped. `--smoke` reports the runs of `launch.sweep --smoke` (ROOT/smoke)
-on a few examples per size. Exit status as `launch.cli`.
+at the smallest and largest size on 32 examples each. Exit status as `launch.cli`.
 """
 
 import os
@@ -20,8 +20,8 @@ from launch import cli
 flags.DEFINE_string("config", None, "The study's experiment file[:args] (as given to launch.sweep).", required=True)
 flags.DEFINE_string("root", None, "The sweep directory.", required=True)
 flags.DEFINE_list("only", [], "Evaluate only these runs (their directory names, e.g. trm_conv).")
-flags.DEFINE_bool("smoke", False, "The runs of `launch.sweep --smoke` (under ROOT/smoke), each size evaluated on "
-                  "32 examples (recur_jax.study.sweep.SMOKE_EXAMPLES): the study's report end to end in minutes.")
+flags.DEFINE_bool("smoke", False, "The runs of `launch.sweep --smoke` (under ROOT/smoke) at the plan's smallest and "
+                  "largest size, on 32 examples each: the study's report end to end in minutes.")
 
 
 def main(argv):
@@ -41,7 +41,7 @@ def main(argv):
     plan = extrapolation.load_plan(module, arg)
     if F.smoke:
         plan = [dict(item, overrides={**item["overrides"], "eval.max_examples": sweep.SMOKE_EXAMPLES})
-                for item in plan]
+                for item in (plan[:1] + plan[-1:] if len(plan) > 1 else plan)]  # the smallest and largest size
     results, names = [], []
     for run, label in zip(runs, labels):
         if F.only and label not in F.only:
