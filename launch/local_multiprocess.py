@@ -8,7 +8,8 @@ JAX_COORDINATOR_ADDRESS=127.0.0.1:PORT, JAX_NUM_PROCESSES=N, JAX_PROCESS_ID=i, J
 XLA_FLAGS=--xla_force_host_platform_device_count=M; `recur_jax.run.distributed` then calls
 `jax.distributed.initialize` with cross-process CPU collectives over gloo. Output lines are prefixed
 with `[pI]` and printed whole (progress-bar updates become lines; Gloo's rendezvous lines, which two
-threads of one process print interleaved, are dropped unless `--show_gloo`). If one process fails the others are stopped; the exit code is the first non-zero one.
+threads of one process print interleaved, are dropped unless `--show_gloo`). If one process fails the
+others are stopped; the exit code is the first non-zero one.
 """
 
 from __future__ import annotations

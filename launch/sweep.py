@@ -54,10 +54,11 @@ def parse_sets(items: list[str]) -> dict:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from recur_jax.io import paths
     from recur_jax.study import sweep
 
     F = flags.FLAGS
-    root = os.path.join(F.root, "smoke") if F.smoke else F.root
+    root = paths.join(F.root, "smoke") if F.smoke else F.root
     try:
         common = parse_sets(F.set)
         runs = sweep.expand(F.config, root, overrides=common, final=sweep.SMOKE_SETS if F.smoke else None)
@@ -82,7 +83,8 @@ def main(argv):
         return 0
     env = {}
     if F.compilation_cache and "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-        env = {"JAX_COMPILATION_CACHE_DIR": os.path.join(os.path.abspath(F.root), F.compilation_cache),  # shared with smoke
+        # under the real root, so that --smoke runs and the real ones share it; JAX takes gs:// cache dirs too
+        env = {"JAX_COMPILATION_CACHE_DIR": paths.join(paths.absolute(F.root), F.compilation_cache),
                "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
     codes = sweep.run_local(runs, parallel=1 if F.parallel is None else F.parallel, env=env)
     failed = [n for n, c in codes.items() if c != 0]

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from recur_jax.io import paths
+from recur_jax.io.paths import write_text_atomic  # re-exported: the writer lives in the path layer
 
 DEFAULT_MAX_JSON_BYTES = 64 << 20  # run records and metadata are kilobytes; data files are issue-specific
 DEFAULT_MAX_JSON_DEPTH = 64
@@ -149,12 +150,6 @@ def resolve_inside(base: str | os.PathLike, relative: str, *, source: str = "") 
         raise UnsafeInputError(f"{where}path {relative!r} leads to {target}, outside the data directory "
                                f"{root}; expected a path inside it")
     return target
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Replaces `path` with `text` atomically: `recur_jax.io.paths.write_text_atomic` (temporary file +
-    fsync + os.replace locally; one whole-object write for a cloud URL)."""
-    paths.write_text_atomic(path, text)
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any, **dump_kwargs: Any) -> None:

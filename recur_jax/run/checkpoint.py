@@ -32,7 +32,6 @@ from typing import Any
 
 import jax
 import ml_collections
-import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
@@ -40,7 +39,7 @@ from recur_jax.core.models import ModelConfig
 from recur_jax.io.errors import RunError
 from recur_jax.io import paths
 from recur_jax.io.safe_io import read_json
-from recur_jax.run.state import TrainState, init_train_state, maybe_fingerprint
+from recur_jax.run.state import TrainState, example_batch, init_train_state, maybe_fingerprint
 from recur_jax.run.workdir import MAX_RUN_JSON_BYTES, as_json_value
 
 class CheckpointError(RunError):
@@ -441,10 +440,7 @@ def load_for_inference(workdir: str, step: int | None = None, weights: str = "em
     try:
         if not ckpt.steps():
             raise FileNotFoundError(f"no checkpoint in {ckpt.directory}")
-        example = {"inputs": np.zeros((config.global_batch_size, model_cfg.seq_len), np.int32),
-                   "labels": np.zeros((config.global_batch_size, model_cfg.seq_len), np.int32),
-                   "puzzle_identifiers": np.zeros((config.global_batch_size,), np.int32)}
-        graphdef, state = init_train_state(config, model_cfg, example)
+        graphdef, state = init_train_state(config, model_cfg, example_batch(config, model_cfg))
         restored = ckpt.restore(abstract_like(state), step)
     finally:
         ckpt.close()

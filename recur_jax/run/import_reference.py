@@ -38,6 +38,7 @@ from flax import nnx
 
 from recur_jax.core import convert
 from recur_jax.core.layers import Buffer
+from recur_jax.core.models import count_params
 from recur_jax.core.models.config import ModelConfig
 from recur_jax.io import paths
 from recur_jax.io.safe_io import check_size, read_npz, write_json_atomic
@@ -70,13 +71,15 @@ def read_reference_config(path: str) -> dict[str, Any]:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else path
-        raise ReferenceImportError(f"{where}: not YAML ({getattr(e, 'problem', e)}); expected the official run's "
-                           f"all_config.yaml") from None
+        raise ReferenceImportError(f"{where}: not YAML ({getattr(e, 'problem', e)}); expected the official "
+                                   f"run's all_config.yaml") from None
     if not isinstance(cfg, dict) or not isinstance(cfg.get("arch"), dict):
-        raise ReferenceImportError(f"{path}: expected a mapping with an 'arch' mapping (the official run's all_config.yaml)")
+        raise ReferenceImportError(f"{path}: expected a mapping with an 'arch' mapping (the official run's "
+                                   f"all_config.yaml)")
     if not isinstance(cfg["arch"].get("name"), str):
         raise ReferenceImportError(f"{path}: arch.name is missing; expected e.g. 'recursive_reasoning.trm@"
-                           f"TinyRecursiveReasoningModel_ACTV1' or 'hrm.hrm_act_v1@HierarchicalReasoningModel_ACTV1'")
+                                   f"TinyRecursiveReasoningModel_ACTV1' or 'hrm.hrm_act_v1@"
+                                   f"HierarchicalReasoningModel_ACTV1'")
     return cfg
 
 
@@ -94,7 +97,7 @@ def reference_arch(cfg: dict[str, Any], source: str) -> str:
     if module in ("hrm", "hrm_act_v1"):
         return "hrm"
     raise ReferenceImportError(f"{source}: arch.name={name!r}: expected the TRM (recursive_reasoning.trm) or HRM "
-                       f"(hrm_act_v1 / recursive_reasoning.hrm) model; other variants are not implemented")
+                               f"(hrm_act_v1 / recursive_reasoning.hrm) model; other variants are not implemented")
 
 
 def reference_task(cfg: dict[str, Any], source: str) -> str:
@@ -103,13 +106,18 @@ def reference_task(cfg: dict[str, Any], source: str) -> str:
     Raises:
       ReferenceImportError: no data path, or one that names none of the three (pass `task=` then).
     """
-    data = cfg.get("data_paths") or cfg.get("data_path")
-    text = " ".join(data) if isinstance(data, list) else str(data or "")
+    text = _data_paths(cfg).lower()
     for task in ("sudoku", "maze", "arc"):
-        if task in text.lower():
+        if task in text:
             return task
-    raise ReferenceImportError(f"{source}: data_paths={data!r} names no task; expected a path containing sudoku, maze or "
-                       f"arc, or pass --task")
+    raise ReferenceImportError(f"{source}: data_paths={cfg.get('data_paths') or cfg.get('data_path')!r} names no task; "
+                               f"expected a path containing sudoku, maze or arc, or pass --task")
+
+
+def _data_paths(cfg: dict[str, Any]) -> str:
+    """The reference config's data path(s) as one string (`data_paths` list of TRM, `data_path` of HRM)."""
+    data = cfg.get("data_paths") or cfg.get("data_path")
+    return " ".join(map(str, data)) if isinstance(data, list) else str(data or "")
 
 
 def read_state_dict(path: str) -> dict[str, np.ndarray]:
@@ -119,13 +127,12 @@ def read_state_dict(path: str) -> dict[str, np.ndarray]:
     return convert.load_torch_checkpoint(path)
 
 
-def _experiment(task: str, arch: str, arch_cfg: dict[str, Any], data_paths: Any) -> ml_collections.ConfigDict:
+def _experiment(task: str, arch: str, arch_cfg: dict[str, Any], data_paths: str) -> ml_collections.ConfigDict:
     module = importlib.import_module(f"experiments.{arch}_{task}")
     if task == "sudoku" and arch == "trm":
         arg = "mlp" if arch_cfg.get("mlp_t") else "att"
     elif task == "arc":
-        text = " ".join(data_paths) if isinstance(data_paths, list) else str(data_paths or "")
-        arg = "v2" if re.search(r"arc[-_]?(agi[-_]?)?2", text.lower()) else "v1"
+        arg = "v2" if re.search(r"arc[-_]?(agi[-_]?)?2", data_paths.lower()) else "v1"
     else:
         arg = None
     return module.get_config(arg)
@@ -150,7 +157,7 @@ def build_config(ref: dict[str, Any], state_dict: dict[str, np.ndarray], *, task
     loss = arch_cfg.pop("loss", None)
     if isinstance(loss, dict) and "loss_type" in loss:
         arch_cfg["loss_type"] = loss["loss_type"]
-    config = _experiment(task, arch, arch_cfg, ref.get("data_paths") or ref.get("data_path"))
+    config = _experiment(task, arch, arch_cfg, _data_paths(ref))
     names = {convert.strip_prefix(k): v for k, v in state_dict.items()}
     if "embed_tokens.embedding_weight" not in names:
         raise ReferenceImportError(f"{source}: no embed_tokens.embedding_weight; expected an HRM/TRM state_dict")
@@ -163,8 +170,8 @@ def build_config(ref: dict[str, Any], state_dict: dict[str, np.ndarray], *, task
     if cfg.pos_encodings == "learned" and "embed_pos.embedding_weight" in names:
         rows = int(names["embed_pos.embedding_weight"].shape[0])
         if rows != cfg.total_len:
-            raise ReferenceImportError(f"{source}: embed_pos has {rows} rows; the {task} task needs seq_len {cfg.seq_len} + "
-                               f"{cfg.prefix_len} puzzle positions (is --task right?)")
+            raise ReferenceImportError(f"{source}: embed_pos has {rows} rows; the {task} task needs seq_len "
+                                       f"{cfg.seq_len} + {cfg.prefix_len} puzzle positions (is --task right?)")
     config.model = ml_collections.ConfigDict(dataclasses.asdict(cfg))
     for ours, theirs in OPTIM_FIELDS.items():
         if theirs in ref:
@@ -199,7 +206,7 @@ def import_checkpoint(checkpoint: str, reference_config: str, workdir: str, *, t
     from recur_jax.run import sharding
     from recur_jax.run.checkpoint import Checkpointer, checkpoint_record
     from recur_jax.run.config import validate
-    from recur_jax.run.state import init_train_state
+    from recur_jax.run.state import example_batch, init_train_state
 
     workdir = paths.absolute(workdir)
     for name in ("run.json", "checkpoints"):
@@ -220,10 +227,7 @@ def import_checkpoint(checkpoint: str, reference_config: str, workdir: str, *, t
     config.total_steps = max(int(step), 1)
     validate(config, jax.device_count())
 
-    example = {"inputs": np.zeros((config.global_batch_size, model_cfg.seq_len), np.int32),
-               "labels": np.zeros((config.global_batch_size, model_cfg.seq_len), np.int32),
-               "puzzle_identifiers": np.zeros((config.global_batch_size,), np.int32)}
-    graphdef, state = init_train_state(config, model_cfg, example)
+    graphdef, state = init_train_state(config, model_cfg, example_batch(config, model_cfg))
 
     model = nnx.merge(graphdef, state.params, state.buffers)
     table = convert.load_state_dict(model, state_dict, source=checkpoint)
@@ -231,24 +235,21 @@ def import_checkpoint(checkpoint: str, reference_config: str, workdir: str, *, t
     puzzle_table = state.puzzle_table
     if puzzle_table is not None:
         if table is None:
-            raise ReferenceImportError(f"{checkpoint}: no {convert.PUZZLE_KEY}, but the model has puzzle_emb_ndim="
-                               f"{model_cfg.puzzle_emb_ndim}")
+            raise ReferenceImportError(f"{checkpoint}: no {convert.PUZZLE_KEY}, but the model has "
+                                       f"puzzle_emb_ndim={model_cfg.puzzle_emb_ndim}")
         rows = sharding.padded_puzzle_rows(model_cfg.num_puzzle_identifiers, config)
         padded = np.zeros((rows, table.shape[1]), np.asarray(puzzle_table).dtype)
         padded[:table.shape[0]] = table
         puzzle_table = jax.numpy.asarray(padded)
     state = dataclasses.replace(state, step=jax.numpy.asarray(step, jax.numpy.int32), params=params, buffers=buffers,
-                          ema_params=jax.tree_util.tree_map(jax.numpy.copy, params) if config.ema else None,
-                          puzzle_table=puzzle_table)
+                                ema_params=jax.tree_util.tree_map(jax.numpy.copy, params) if config.ema else None,
+                                puzzle_table=puzzle_table)
 
-    digest = hashlib.sha256()
     with paths.open_file(checkpoint, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    record = {"checkpoint": paths.absolute(checkpoint), "checkpoint_sha256": digest.hexdigest(),
+        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    record = {"checkpoint": paths.absolute(checkpoint), "checkpoint_sha256": digest,
               "reference_config": paths.absolute(reference_config), "arch": ref["arch"]["name"], "task": task,
-              "step": step, "num_params": int(sum(np.size(x) for x in jax.tree_util.tree_leaves(params))),
-              "reference": ref}
+              "step": step, "num_params": count_params(model), "reference": ref}
     paths.makedirs(workdir)
     ckpt = Checkpointer(paths.join(workdir, "checkpoints"), keep=max(1, config.checkpoint.keep), async_save=False)
     try:

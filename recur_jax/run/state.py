@@ -64,6 +64,16 @@ def make_optimizers(config: ml_collections.ConfigDict):
     return tx, pe_opt, lr
 
 
+def example_batch(config: ml_collections.ConfigDict, model_cfg: ModelConfig) -> act.Batch:
+    """A global batch of zeros (`inputs`/`labels` [B, seq_len] int32, `puzzle_identifiers` [B] int32) for
+    `init_train_state` when no data is loaded (only its shapes are used: the ACT carry's)."""
+    import numpy as np
+
+    b, s = int(config.global_batch_size), int(model_cfg.seq_len)
+    return {"inputs": np.zeros((b, s), np.int32), "labels": np.zeros((b, s), np.int32),
+            "puzzle_identifiers": np.zeros((b,), np.int32)}
+
+
 def init_train_state(config: ml_collections.ConfigDict, model_cfg: ModelConfig, example_batch: act.Batch
                      ) -> tuple[nnx.GraphDef, TrainState]:
     """Builds the model (seeded by config.seed), the optimizer states, EMA, puzzle table and carry.

@@ -201,10 +201,11 @@ def compute_report(workdir: str, config: ml_collections.ConfigDict, samples: Seq
     columns = ["method", "samples K", "budget N", "mean steps used", "FLOPs / example", "exact accuracy"]
     rows = [(m, k, n, f"{u:.2f}", f"{f:.3g}", f"{a:.4f}") for m, k, n, u, f, a in table]
     hist_png = first["plot"]
-    paths.write_text_atomic(paths.join(out_dir, "compute.html"), plots.html_page(f"Test-time compute, {workdir} step {first['step']}", columns, rows,
-                                [png, hist_png], notes=[f"FLOPs per supervision step per example: {per_step:.3g} "
-                                                        f"(analytic forward FLOPs). The star is the reference's "
-                                                        f"evaluation: deterministic, every row runs N = {N} steps."]))
+    page = plots.html_page(f"Test-time compute, {workdir} step {first['step']}", columns, rows, [png, hist_png],
+                           notes=[f"FLOPs per supervision step per example: {per_step:.3g} (analytic forward FLOPs). "
+                                  f"The star is the reference's evaluation: deterministic, every row runs N = {N} "
+                                  f"steps."])
+    paths.write_text_atomic(paths.join(out_dir, "compute.html"), page)
     if paths.dirname(hist_png) != out_dir:
         paths.copy(hist_png, paths.join(out_dir, paths.basename(hist_png)))
     report = {"table": [dict(zip(columns, r)) for r in table], "curves": {k: list(map(list, v)) for k, v in curves.items()},
