@@ -71,6 +71,29 @@ def test_stopping_once_all_rows_halted_changes_no_figure(arch, scale):
         assert int(fast["steps_run"]) == 1 and (full["halt_step"] == 1).all()
 
 
+@pytest.mark.parametrize("arch", ["trm", "hrm"])
+def test_continuous_batching_gives_each_example_its_answer_at_its_halt(arch):
+    """`stream_halting` (a halted row takes the next example) answers every example as the scan does at
+    its Q head's halt, with its halting step, in fewer row-steps than batches of N steps; the batch is
+    smaller than the number of examples, so rows are refilled mid-stream."""
+    cfg, graphdef, params, buffers, batch, table = _with_live_q_head(arch, 3.0)
+    full = _run(cfg, graphdef, params, buffers, table, batch, N)
+    assert 1 < int((full["halt_step"] <= N).sum()) < B  # some rows halt early, some never
+    settings = evaluate.EvalSettings(halt_max_steps=N, global_batch_size=B, max_examples=None, halt="q_halt")
+    fn = evaluate.jit_stream_step(graphdef, cfg, settings)
+    rows = B // 2 + 1
+    model = nnx.merge(graphdef, params, buffers)
+    examples = {k: np.asarray(v) for k, v in batch.items()}
+    carry = act.initial_carry(model, {k: v[:rows] for k, v in examples.items()})
+    out = evaluate.stream_halting(fn, (params, buffers, table), examples, rows, carry)
+    np.testing.assert_array_equal(out["preds"], full["preds_halt"])
+    np.testing.assert_array_equal(out["steps_used"], np.minimum(full["halt_step"], N))
+    assert out["row_steps"] == rows * out["steps_run"]
+    assert out["steps_run"] < N * -(-B // rows)  # fewer calls than ceil(B / rows) batches of N steps
+    with pytest.raises(ValueError, match="batch_size=0"):
+        evaluate.stream_halting(fn, (params, buffers, table), examples, 0, carry)
+
+
 def test_halting_summary_counts_steps_used_per_budget():
     # 4 rows: halt at step 1, step 2, step 2, never (N = 3)
     hist = np.array([1, 2, 0, 1], np.float64)

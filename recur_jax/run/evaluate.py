@@ -400,3 +400,78 @@ def halting_summary(exact_by_budget: np.ndarray, histogram: np.ndarray, steps_ru
             "steps_mean": by_budget[-1], "steps_mean_by_budget": by_budget,
             "steps_histogram": [float(x) for x in histogram], "never_halted": float(histogram[-1] / total),
             "steps_run_mean": float(steps_run_mean)}
+
+
+def jit_stream_step(graphdef: nnx.GraphDef, model_cfg, settings: EvalSettings) -> Callable[..., tuple]:
+    """One supervision step of continuous batching (`stream_halting`), jitted: halted rows take new examples.
+
+    The returned function maps (params, buffers, puzzle_table, carry, batch, refill) to (carry, preds,
+    done, steps): `refill` [B] bool marks the rows that restart from H_init/L_init with their row of
+    `batch` (inputs/labels [B, S] int32, puzzle_identifiers [B] int32) before the step runs (the ACT
+    carry's reset, `act.reset_carry`); `preds` [B, S] int32 is the argmax after the step; `done` [B] bool
+    marks rows whose Q head says halt (TRM q_halt, HRM q_halt - q_continue, above
+    `settings.halt_threshold`) or that reached `settings.halt_max_steps`; `steps` [B] int32 counts each
+    row's steps on its current example. The carry argument is donated.
+    """
+    policy = settings.halting(model_cfg)
+    N = policy.halt_max_steps
+
+    def step(params, buffers, table, carry, batch, refill):
+        model = nnx.merge(graphdef, params, buffers)
+        carry = act.reset_carry(carry.replace(halted=refill), batch, model.H_init[...], model.L_init[...])
+        ids = carry.current_data["puzzle_identifiers"]
+        rows = None if table is None else jnp.take(table, ids, axis=0)
+        _, (carry, outputs, _) = act.act_forward(model, carry, rows, policy)
+        q = outputs["q_halt_logits"]
+        if not policy.no_ACT_continue:
+            q = q - outputs["q_continue_logits"]
+        done = (q > settings.halt_threshold) | (carry.steps >= N)
+        preds = jnp.argmax(outputs["logits"], axis=-1).astype(jnp.int32)
+        return carry.replace(halted=done), preds, done, carry.steps
+
+    return jax.jit(step, donate_argnums=(3,))
+
+
+def stream_halting(step_fn: Callable[..., tuple], run_args: tuple, examples: dict[str, np.ndarray],
+                   batch_size: int, initial_carry: act.ACTCarry) -> dict[str, Any]:
+    """Early halting with compaction by continuous batching: the answer of every example at its Q head's
+    halt, where a row that halts takes the next example at the next step (as training's ACT carry does),
+    so halted rows stop costing compute; only the last examples leave empty rows behind.
+
+    Args:
+      step_fn: `jit_stream_step(...)`; run_args: its (params, buffers, puzzle_table).
+      examples: inputs/labels [N, S] int32, puzzle_identifiers [N] int32 (host arrays).
+      batch_size: B, rows per step.
+      initial_carry: `act.initial_carry` of a batch of B rows (every row halted).
+    Returns:
+      dict with `preds` [N, S] int32 (each example's answer at the step it halted), `steps_used` [N]
+      int32, `row_steps` (B x steps run, the compute spent, in row-steps) and `steps_run` (calls).
+    Raises:
+      ValueError: batch_size < 1 or no examples.
+    """
+    n = len(examples["inputs"])
+    if batch_size < 1 or n < 1:
+        raise ValueError(f"stream_halting: batch_size={batch_size}, {n} examples; expected both >= 1")
+    slot = np.full(batch_size, -1)  # example index held by each row (-1: empty)
+    preds = np.zeros_like(examples["inputs"], dtype=np.int32)
+    steps_used = np.zeros(n, np.int32)
+    refill, carry, nxt, steps_run = np.ones(batch_size, bool), initial_carry, 0, 0
+    batch = {k: np.zeros((batch_size,) + v.shape[1:], np.int32) for k, v in examples.items()}
+    while True:
+        for r in np.flatnonzero(refill):
+            slot[r] = nxt if nxt < n else -1
+            if nxt < n:
+                for k, v in examples.items():
+                    batch[k][r] = v[nxt]
+                nxt += 1
+        if not (slot >= 0).any():
+            break
+        carry, p, done, steps = step_fn(*run_args, carry, {k: jnp.asarray(v) for k, v in batch.items()},
+                                        jnp.asarray(refill))
+        steps_run += 1
+        done, p, steps = np.asarray(done), np.asarray(p), np.asarray(steps)
+        finished = done & (slot >= 0)
+        preds[slot[finished]] = p[finished]
+        steps_used[slot[finished]] = steps[finished]
+        refill = done | (slot < 0)
+    return {"preds": preds, "steps_used": steps_used, "row_steps": batch_size * steps_run, "steps_run": steps_run}
