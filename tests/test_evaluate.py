@@ -236,6 +236,36 @@ def _sampled(cfg, graphdef, params, buffers, table, batch, **kw):
     return evaluate.evaluate(fn, params, buffers, table, [(host, B)], settings=settings)
 
 
+class _Recorder:
+    def __init__(self, votes_over_samples):
+        self.votes_over_samples, self.rows = votes_over_samples, []
+
+    def begin(self):
+        pass
+
+    def update(self, batch, preds, q_halt_logits):
+        assert len(batch["inputs"]) == len(preds) == len(q_halt_logits)
+        self.rows.append(preds)
+
+    def result(self):
+        return {}
+
+
+def test_sampled_answers_feed_a_voting_evaluator_all_k_rows():
+    """With K samples an evaluator that votes (ARC) receives all B x K rows; any other the B selected."""
+    cfg, graphdef, params, buffers, batch, table = _with_live_q_head("trm", 3.0)
+    settings = evaluate.EvalSettings(halt_max_steps=N, global_batch_size=B, max_examples=None, samples=3,
+                                     noise_scale=0.3)
+    fn = evaluate.jit_eval_step(graphdef, cfg, settings)
+    host = {k: np.asarray(v) for k, v in batch.items()}
+    voting, selected = _Recorder(True), _Recorder(False)
+    for ev in (voting, selected):
+        evaluate.evaluate(fn, params, buffers, table, [(host, B)], evaluator=ev, settings=settings)
+    assert voting.rows[0].shape[0] == 3 * B and selected.rows[0].shape[0] == B
+    chosen = {r.tobytes() for r in selected.rows[0]}
+    assert chosen <= {r.tobytes() for r in voting.rows[0]}  # the selected answers are among the samples
+
+
 def test_sampling_is_deterministic_per_seed_and_noiseless_samples_equal_the_deterministic_run():
     cfg, graphdef, params, buffers, batch, table = _with_live_q_head("trm", 3.0)
     ref = _run(cfg, graphdef, params, buffers, table, batch, N)

@@ -298,7 +298,8 @@ def evaluate(eval_fn: Callable[..., dict[str, jax.Array]], params: Any, buffers:
       put_batch: places a local numpy batch on the devices (sharding).
       evaluator: a task evaluator; it sees every global batch (inputs, labels, puzzle_identifiers),
         the answers [B, S] (after step N, or at the halting step with halt="q_halt"; with samples > 1 the
-        selected ones) and the last step's q_halt logits [B], and its `result()` keys are added.
+        selected ones, or all B x K rows when the evaluator has `votes_over_samples = True`, as ARC's
+        augmentation vote does) and the last step's q_halt logits [B], and its `result()` keys are added.
       settings: `halt` (which rule gives the headline figures: "budget", the reference, or "q_halt"),
         `samples` / `noise_scale` / `seed` / `select` (K noisy trajectories per example, run as K rows
         each); None: the reference's evaluation.
@@ -345,7 +346,9 @@ def evaluate(eval_fn: Callable[..., dict[str, jax.Array]], params: Any, buffers:
                 chosen_exact[rule] += float(ok[np.arange(len(idx)), idx].sum())
                 if rule == settings.select:
                     picked = A[np.arange(len(idx)), idx]
-            if evaluator is not None:
+            if evaluator is not None and getattr(evaluator, "votes_over_samples", False):
+                evaluator.update(host, answers, q[-1])  # every sample joins the evaluator's vote (ARC)
+            elif evaluator is not None:
                 evaluator.update({k: v[::K] for k, v in host.items()}, picked, q[-1][::K])
         elif evaluator is not None:
             evaluator.update(host, answers, q[-1])

@@ -45,7 +45,12 @@ class ArcEvaluator:
       report_tasks: task names shown in the report.
     Raises:
       ValueError: empty or non-positive pass_ks; metadata without test tasks.
+
+    With sampled trajectories (`eval.samples=K`), every one of the K answers of an augmented input is a
+    candidate of the vote (`votes_over_samples`), weighted like any other by its sigmoid(q_halt).
     """
+
+    votes_over_samples = True  # `run.evaluate.evaluate` passes all K sampled rows, not the selected one
 
     def __init__(self, metadata: dict[str, Any], pass_ks: Sequence[int] = DEFAULT_PASS_KS,
                  aggregated_voting: bool = True, report_dir: str | None = None,
