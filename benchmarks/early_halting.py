@@ -15,7 +15,9 @@ answers at the Q head's halt.
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
 import statistics
 import tempfile
 import time
@@ -85,6 +87,7 @@ def main(argv):
     if F.tier:  # other test puzzles: built under a temporary directory, nothing is added to the run's
         run.config.data.tier, run.config.data.num_train = F.tier, 64
         data_root = tempfile.mkdtemp(prefix="early_halting_")
+        atexit.register(shutil.rmtree, data_root, True)
     task = build_task(run.config.data, data_root)
     base = evaluate.resolve_settings(run.config, run.model_cfg)
     batches = [b for b, _ in eval_batches(task.test, global_batch_size=base.global_batch_size,

@@ -61,6 +61,7 @@ def cpu_overrides(c: ml_collections.ConfigDict) -> None:
         c.model.H_layers = 2
         c.model.L_layers = 2
 
+
 def cpu_long_overrides(c: ml_collections.ConfigDict) -> None:
     """The `cpu` run trained 4x longer (1800 steps, about 20 minutes on 2 cores) on 6,000 puzzles of the
     generator's mixed tier (a third each easy, medium and hard; the test set is mixed too), for a Q head
@@ -71,4 +72,3 @@ def cpu_long_overrides(c: ml_collections.ConfigDict) -> None:
     c.checkpoint_every = 600
     c.data.tier = "mixed"
     c.data.num_train = 6000
-
