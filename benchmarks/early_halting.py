@@ -59,9 +59,9 @@ def _stream(run, batches, settings, preds_halt) -> dict:
     model = nnx.merge(run.graphdef, run.params, run.buffers)
     carry0 = lambda: act.initial_carry(model, {k: v[:B] for k, v in examples.items()})  # noqa: E731
     args = (run.params, run.buffers, run.puzzle_table)
-    evaluate.stream_halting(fn, args, {k: v[:B] for k, v in examples.items()}, B, carry0())  # compile
+    evaluate.stream_halting(fn, args, {k: v[:B] for k, v in examples.items()}, carry0())  # compile
     t = time.perf_counter()
-    out = evaluate.stream_halting(fn, args, examples, B, carry0())
+    out = evaluate.stream_halting(fn, args, examples, carry0())
     jax.block_until_ready(out["preds"])
     sec = time.perf_counter() - t
     same = float(np.mean(np.all(out["preds"] == np.concatenate(preds_halt), axis=-1)))

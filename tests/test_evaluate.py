@@ -85,13 +85,14 @@ def test_continuous_batching_gives_each_example_its_answer_at_its_halt(arch):
     model = nnx.merge(graphdef, params, buffers)
     examples = {k: np.asarray(v) for k, v in batch.items()}
     carry = act.initial_carry(model, {k: v[:rows] for k, v in examples.items()})
-    out = evaluate.stream_halting(fn, (params, buffers, table), examples, rows, carry)
+    out = evaluate.stream_halting(fn, (params, buffers, table), examples, carry)
     np.testing.assert_array_equal(out["preds"], full["preds_halt"])
     np.testing.assert_array_equal(out["steps_used"], np.minimum(full["halt_step"], N))
     assert out["row_steps"] == rows * out["steps_run"]
     assert out["steps_run"] < N * -(-B // rows)  # fewer calls than ceil(B / rows) batches of N steps
     with pytest.raises(ValueError, match="batch_size=0"):
-        evaluate.stream_halting(fn, (params, buffers, table), examples, 0, carry)
+        no_rows = act.initial_carry(model, {k: v[:0] for k, v in examples.items()})
+        evaluate.stream_halting(fn, (params, buffers, table), examples, no_rows)
 
 
 def test_halting_summary_counts_steps_used_per_budget():

@@ -133,6 +133,15 @@ def to_host(x: jax.Array) -> np.ndarray:
 SUM_KEYS = ("count", "accuracy", "exact_accuracy", "q_halt_accuracy", "steps", "lm_loss", "q_halt_loss")
 
 
+def says_halt(outputs: dict[str, jax.Array], policy: act.HaltingPolicy, threshold: float) -> jax.Array:
+    """[B] bool: rows whose Q head says halt at test time, TRM q_halt > threshold, HRM (with the continue
+    head) q_halt - q_continue > threshold; `outputs` has q_halt_logits / q_continue_logits [B] float32."""
+    q = outputs["q_halt_logits"]
+    if not policy.no_ACT_continue:
+        q = q - outputs["q_continue_logits"]
+    return q > threshold
+
+
 def eval_batch(graphdef: nnx.GraphDef, params: Any, buffers: Any, puzzle_table: jax.Array | None,
                batch: act.Batch, policy: act.HaltingPolicy, early_exit: bool = False, noise_scale: float = 0.0,
                rng: jax.Array | None = None, halt_threshold: float = 0.0) -> dict[str, jax.Array]:
@@ -179,9 +188,8 @@ def eval_batch(graphdef: nnx.GraphDef, params: Any, buffers: Any, puzzle_table: 
         _, (carry, outputs, metrics) = act.act_forward(model, carry, rows, policy)
         preds = jnp.argmax(outputs["logits"], axis=-1).astype(jnp.int32)
         correct = jnp.all(jnp.where(mask, preds == batch["labels"], True), axis=-1)
-        q_halt, q_cont = outputs["q_halt_logits"], outputs["q_continue_logits"]
-        says_halt = (q_halt if policy.no_ACT_continue else q_halt - q_cont) > halt_threshold
-        first = says_halt & (halt_step > num_steps)
+        q_halt = outputs["q_halt_logits"]
+        first = says_halt(outputs, policy, halt_threshold) & (halt_step > num_steps)
         halt_step = jnp.where(first, t + 1, halt_step)
         preds_halt = jnp.where(first[:, None], preds, preds_halt)
         correct_halt = jnp.where(first, correct, correct_halt)
@@ -425,10 +433,7 @@ def jit_stream_step(graphdef: nnx.GraphDef, model_cfg, settings: EvalSettings) -
         ids = carry.current_data["puzzle_identifiers"]
         rows = None if table is None else jnp.take(table, ids, axis=0)
         _, (carry, outputs, _) = act.act_forward(model, carry, rows, policy)
-        q = outputs["q_halt_logits"]
-        if not policy.no_ACT_continue:
-            q = q - outputs["q_continue_logits"]
-        done = (q > settings.halt_threshold) | (carry.steps >= N)
+        done = says_halt(outputs, policy, settings.halt_threshold) | (carry.steps >= N)
         preds = jnp.argmax(outputs["logits"], axis=-1).astype(jnp.int32)
         return carry.replace(halted=done), preds, done, carry.steps
 
@@ -436,7 +441,7 @@ def jit_stream_step(graphdef: nnx.GraphDef, model_cfg, settings: EvalSettings) -
 
 
 def stream_halting(step_fn: Callable[..., tuple], run_args: tuple, examples: dict[str, np.ndarray],
-                   batch_size: int, initial_carry: act.ACTCarry) -> dict[str, Any]:
+                   initial_carry: act.ACTCarry) -> dict[str, Any]:
     """Early halting with compaction by continuous batching: the answer of every example at its Q head's
     halt, where a row that halts takes the next example at the next step (as training's ACT carry does),
     so halted rows stop costing compute; only the last examples leave empty rows behind.
@@ -444,15 +449,14 @@ def stream_halting(step_fn: Callable[..., tuple], run_args: tuple, examples: dic
     Args:
       step_fn: `jit_stream_step(...)`; run_args: its (params, buffers, puzzle_table).
       examples: inputs/labels [N, S] int32, puzzle_identifiers [N] int32 (host arrays).
-      batch_size: B, rows per step.
-      initial_carry: `act.initial_carry` of a batch of B rows (every row halted).
+      initial_carry: `act.initial_carry` of a batch of B rows (every row halted); B rows run per step.
     Returns:
       dict with `preds` [N, S] int32 (each example's answer at the step it halted), `steps_used` [N]
       int32, `row_steps` (B x steps run, the compute spent, in row-steps) and `steps_run` (calls).
     Raises:
-      ValueError: batch_size < 1 or no examples.
+      ValueError: a carry of no rows, or no examples.
     """
-    n = len(examples["inputs"])
+    n, batch_size = len(examples["inputs"]), int(initial_carry.halted.shape[0])
     if batch_size < 1 or n < 1:
         raise ValueError(f"stream_halting: batch_size={batch_size}, {n} examples; expected both >= 1")
     slot = np.full(batch_size, -1)  # example index held by each row (-1: empty)
