@@ -64,6 +64,56 @@ def test_depthwise_conv_is_the_zero_padded_convolution_per_channel(grid_width):
     np.testing.assert_allclose(out, np.asarray(lax).reshape(out.shape), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("grid_width", [0, 4])
+def test_circular_conv_wraps_around_and_commutes_with_rolls(grid_width):
+    """conv_padding="circular": the convolution of a torus, i.e. zero padding of the input with its own
+    ends attached; rolling the input (a translation on the torus) rolls the output the same way, so no
+    position, edge or corner, can be told from another."""
+    D, k = 3, 5
+    conv = DepthwiseConv(D, k, grid_width, "circular", rngs=nnx.Rngs(params=0))
+    zeros = DepthwiseConv(D, k, grid_width, rngs=nnx.Rngs(params=0))
+    h = jax.random.normal(jax.random.key(1), (2, 12, D))
+    out = np.asarray(conv(h))
+    if not grid_width:  # wrap by hand: the zero-padded convolution of [h[-2:], h, h[:2]], middle 12
+        ext = jnp.concatenate([h[:, -2:], h, h[:, :2]], axis=1)
+        want = np.asarray(DepthwiseConv(D, k, 0, rngs=nnx.Rngs(params=0))(ext))[:, 2:14]
+        np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+        rolled = np.asarray(conv(jnp.roll(h, 5, axis=1)))
+        np.testing.assert_allclose(rolled, np.roll(out, 5, axis=1), rtol=1e-5, atol=1e-5)
+    else:
+        g = h.reshape(2, 3, 4, D)
+        rolled = np.asarray(conv(jnp.roll(g, (1, 3), axis=(1, 2)).reshape(2, 12, D)))
+        np.testing.assert_allclose(rolled.reshape(2, 3, 4, D), np.roll(out.reshape(2, 3, 4, D), (1, 3), axis=(1, 2)),
+                                   rtol=1e-5, atol=1e-5)
+    # the interior (2 positions from every end) does not see the padding: the same as zero padding there
+    inner = (slice(None), slice(2, 10)) if not grid_width else None
+    if inner:
+        np.testing.assert_allclose(out[inner], np.asarray(zeros(h))[inner], rtol=1e-5, atol=1e-5)
+    assert not np.allclose(out, np.asarray(zeros(h)), atol=1e-3)
+    with pytest.raises(ValueError, match="padding"):
+        DepthwiseConv(D, k, grid_width, "reflect", rngs=nnx.Rngs(params=0))
+
+
+@pytest.mark.parametrize("shape,kernel", [((2, 3, 4, 3), (5, 5, 3)), ((2, 1, 12, 3), (1, 3, 3)), ((1, 2, 3, 2), (5, 3, 2))])
+def test_circular_conv_backward_is_the_derivative(shape, kernel):
+    """The hand-written backward of the circular convolution (custom VJP, for speed) equals JAX's derivative
+    of the plain wrap-padded shifted sum, including kernels wider than the grid (taps that wrap twice)."""
+    from recur_jax.core.layers import _circular_conv, _shifted_sum, _wrap_pad
+
+    x = jax.random.normal(jax.random.key(0), shape)
+    w = jax.random.normal(jax.random.key(1), kernel)
+    g = jax.random.normal(jax.random.key(2), shape)
+
+    def plain(w, x):
+        return _shifted_sum(w, _wrap_pad(x, kernel[0] // 2, kernel[1] // 2), shape[1], shape[2])
+
+    np.testing.assert_allclose(np.asarray(_circular_conv(w, x)), np.asarray(plain(w, x)), rtol=1e-5, atol=1e-5)
+    got = jax.vjp(_circular_conv, w, x)[1](g)
+    want = jax.vjp(plain, w, x)[1](g)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-4)
+
+
 def _conv_cfg(**kw):
     base = dict(arch="trm", vocab_size=3, seq_len=24, puzzle_emb_ndim=0, puzzle_emb_len=0, hidden_size=16,
                 num_heads=2, H_cycles=1, L_cycles=2, L_layers=1, pos_encodings="none", conv_kernel=3,
@@ -74,7 +124,8 @@ def _conv_cfg(**kw):
 @pytest.mark.parametrize("bad,match", [
     (dict(conv_kernel=2), "conv_kernel"), (dict(mlp_t=True), "conv_kernel"), (dict(pos_encodings="rope"), "RoPE"),
     (dict(conv_grid_width=5), "divisor"), (dict(conv_grid_width=4, puzzle_emb_ndim=16), "prefix"),
-    (dict(conv_kernel=0, conv_grid_width=4, pos_encodings="rope"), "conv_grid_width"), (dict(q_head_input="max"), "q_head_input")])
+    (dict(conv_kernel=0, conv_grid_width=4, pos_encodings="rope"), "conv_grid_width"), (dict(q_head_input="max"), "q_head_input"),
+    (dict(conv_padding="reflect"), "conv_padding")])
 def test_conv_options_are_validated(bad, match):
     with pytest.raises(ValueError, match=match):
         _conv_cfg(**bad)
@@ -100,6 +151,20 @@ def test_conv_model_is_local_and_runs_at_any_length():
     per_block = flops.block_flops(cfg, 1)
     inter = 256  # swiglu_intermediate_size(16, 4)
     assert per_block == 2 * 24 * 16 * 3 + 2 * 24 * (16 * 2 * inter + inter * 16)
+
+
+def test_circular_conv_model_is_translation_equivariant():
+    """With conv_padding="circular", no position encoding and the Q head on the mean of z_H, the whole TRM
+    step commutes with rolling the input: rolled logits, the same q_halt."""
+    model = build_model(_conv_cfg(conv_padding="circular"), nnx.Rngs(params=0))
+    x = jax.random.randint(jax.random.key(0), (2, 24), 1, 3)
+    outs = []
+    for inputs in (x, jnp.roll(x, 7, axis=1)):
+        z_H, z_L = model.initial_latents(2)
+        outs.append(model(z_H, z_L, inputs, None))
+    np.testing.assert_allclose(np.roll(np.asarray(outs[0].logits), 7, axis=1), np.asarray(outs[1].logits),
+                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(outs[0].q_halt), np.asarray(outs[1].q_halt), rtol=1e-4, atol=1e-4)
 
 
 @pytest.fixture(scope="module")

@@ -75,7 +75,7 @@ class RecursiveReasoner(nnx.Module):
         return ReasoningModule(num_layers, hidden=c.hidden_size, num_heads=c.num_heads, expansion=c.expansion,
                                mlp_t=c.mlp_t, total_len=c.total_len, eps=c.rms_norm_eps,
                                attention_impl=c.attention_impl, conv_kernel=c.conv_kernel,
-                               conv_grid_width=c.conv_grid_width, rngs=rngs)
+                               conv_grid_width=c.conv_grid_width, conv_padding=c.conv_padding, rngs=rngs)
 
     def _pure(self, module: ReasoningModule):
         """(state, fn): `fn(state, z, injection)` applies `module` functionally (for lax.scan bodies),

@@ -69,6 +69,10 @@ class ModelConfig:
         for length extrapolation (train small, test large by recursing longer). Not with mlp_t.
       conv_grid_width: 0: the convolution runs over the sequence (1-D, prefix included); W: the S tokens
         are a row-major grid of width W and the convolution is k x k (needs no puzzle prefix).
+      conv_padding: what the convolution sees beyond the sequence or grid: "zeros" (zero padding) or
+        "circular" (the sequence or grid wraps around, a torus: no position is distinguishable from another,
+        so a rule learned on small boards cannot lean on the distance to the edge; mazes, whose last row and
+        column are walls, keep their wall between the wrapped sides).
       q_head_input: "first" (the reference: the Q head reads z_H[:, 0]) or "mean" (the mean of z_H over
         positions; a size-independent halting input for length extrapolation).
       attention_impl: "dot_product_attention" (`jax.nn.dot_product_attention`, cuDNN/flash on GPU)
@@ -104,6 +108,7 @@ class ModelConfig:
     attention_impl: str = "dot_product_attention"
     conv_kernel: int = 0
     conv_grid_width: int = 0
+    conv_padding: str = "zeros"
     q_head_input: str = "first"
 
     def __post_init__(self):
@@ -159,6 +164,8 @@ class ModelConfig:
         if self.conv_grid_width and self.prefix_len:
             bad("conv_grid_width", "0 when there is a puzzle prefix (puzzle_emb_ndim > 0): the 2-D convolution "
                 "covers the grid only; use the 1-D convolution (conv_grid_width=0) with a prefix")
+        if self.conv_padding not in ("zeros", "circular"):
+            bad("conv_padding", "'zeros' or 'circular'")
         if self.q_head_input not in ("first", "mean"):
             bad("q_head_input", "'first' or 'mean'")
         if not 0.0 <= self.halt_exploration_prob <= 1.0:
