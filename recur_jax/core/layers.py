@@ -417,25 +417,17 @@ class DepthwiseConv(nnx.Module):
           ValueError: (2-D) L is not a multiple of grid_width.
         """
         B, L, D = h.shape
-        w = self.kernel[...].astype(h.dtype)
-        k = w.shape[0]
-        r = k // 2
-        if self.padding == "circular":  # 1-D: a grid of one row
-            W = self.grid_width or L
-            if L % W:
-                raise ValueError(f"conv over a grid of width {W}: sequence length {L} is not a multiple of it")
-            kernel = w if self.grid_width else w[None]
-            return _circular_conv(kernel, h.reshape(B, L // W, W, D)).reshape(B, L, D)
-        if not self.grid_width:
-            padded = jnp.pad(h, ((0, 0), (r, r), (0, 0)))
-            return sum(w[t] * padded[:, t:t + L] for t in range(k))
-        W = self.grid_width
+        W = self.grid_width or L  # 1-D: a grid of one row
         if L % W:
             raise ValueError(f"conv over a grid of width {W}: sequence length {L} is not a multiple of it")
-        rows = L // W
-        padded = jnp.pad(h.reshape(B, rows, W, D), ((0, 0), (r, r), (r, r), (0, 0)))
-        out = sum(w[a, b] * padded[:, a:a + rows, b:b + W] for a in range(k) for b in range(k))
-        return out.reshape(B, L, D)
+        w = self.kernel[...].astype(h.dtype)
+        kernel = w if self.grid_width else w[None]  # [ka, kb, D]
+        x = h.reshape(B, L // W, W, D)
+        if self.padding == "circular":
+            return _circular_conv(kernel, x).reshape(B, L, D)
+        ra, rb = kernel.shape[0] // 2, kernel.shape[1] // 2
+        padded = jnp.pad(x, ((0, 0), (ra, ra), (rb, rb), (0, 0)))
+        return _shifted_sum(kernel, padded, L // W, W).reshape(B, L, D)
 
 
 class Block(nnx.Module):
