@@ -195,3 +195,90 @@ def test_train_grads_scale_and_puzzle_rows():
         np.testing.assert_allclose(np.asarray(a) / B, np.asarray(b), rtol=1e-5, atol=1e-7)
     np.testing.assert_array_equal(np.asarray(ids), np.asarray(batch["puzzle_identifiers"]))
     assert pg1.shape == (B, D) and float(jnp.max(jnp.abs(pg1))) > 0
+
+
+def test_warm_up_advances_only_the_reset_rows_by_the_drawn_steps_without_gradient():
+    """Progressive loss (`model.warmup_max_steps`): the reset rows take r ~ U{0..R} detached inner steps, then
+    the supervised step runs as without warm-up from there; rows mid-example are untouched."""
+    # float64: the two orders of computation differ by a few ulps (measured at most 3e-16 absolute in the
+    # gradients); the tolerances are ~100x that, far below any change of the maths
+    with jax.enable_x64(True):
+        _warm_up_check()
+
+
+def _warm_up_check():
+    R = 3
+    cfg = _cfg(warmup_max_steps=R, forward_dtype="float64")
+    model = build_model(cfg, nnx.Rngs(0))
+    graphdef, params, buffers = nnx.split(model, nnx.Param, Buffer)
+    rng = np.random.default_rng(3)
+    table = jnp.asarray(rng.standard_normal((4, D)), jnp.float64)
+    first, batch = _batch(rng), _batch(rng)
+    off = act.HaltingPolicy.for_training(cfg.replace(warmup_max_steps=0))
+    # a carry with rows mid-example: one step from a fresh start, then half the rows marked halted
+    carry = act.act_train_grads(graphdef, params, buffers, table, act.initial_carry(model, first), first,
+                                jax.random.key(0), off)[1]
+    carry = carry.replace(halted=jnp.arange(B) % 2 == 0)
+    fn = jax.jit(act.act_train_grads, static_argnums=(0, 7))
+    draws = {}
+    for seed in range(40):  # keys whose draws cover 0..R
+        draws.setdefault(int(act.warmup_draw(jax.random.key(seed), R)), jax.random.key(seed))
+    assert sorted(draws) == list(range(R + 1))
+
+    def manual(r):
+        m = nnx.merge(graphdef, params, buffers)
+        c = act.reset_carry(carry, batch, m.H_init[...], m.L_init[...])
+        rows = jnp.take(table, c.current_data["puzzle_identifiers"], axis=0)
+        z_H, z_L = c.z_H, c.z_L
+        for _ in range(r):
+            out = m(z_H, z_L, c.current_data["inputs"], rows)
+            z_H = jnp.where(c.halted[:, None, None], out.z_H, z_H)
+            z_L = jnp.where(c.halted[:, None, None], out.z_L, z_L)
+        return z_H, z_L
+
+    policy = act.HaltingPolicy.for_training(cfg)
+    plain = fn(graphdef, params, buffers, table, carry, batch, draws[0], off)
+
+    @jax.jit
+    def supervised(z_H, z_L, key):  # the supervised step from a hand-warmed carry: act_forward, warm-up off
+        m = nnx.merge(graphdef, params, buffers)
+        c = act.reset_carry(carry, batch, m.H_init[...], m.L_init[...]).replace(z_H=z_H, z_L=z_L)
+        rows = jnp.take(table, c.current_data["puzzle_identifiers"], axis=0)
+
+        def loss_fn(p):
+            return act.act_forward(nnx.merge(graphdef, p, buffers), c, rows, off, rng=key)
+
+        return jax.value_and_grad(loss_fn, has_aux=True)(params)
+
+    for r, key in draws.items():
+        loss, new, _, _, grads, _ = fn(graphdef, params, buffers, table, carry, batch, key, policy)
+        (want_loss, (want_new, _, _)), want_grads = supervised(*manual(r), key)
+        np.testing.assert_array_equal(np.asarray(new.steps), np.asarray(want_new.steps))
+        np.testing.assert_allclose(float(loss), float(want_loss), rtol=1e-12)
+        np.testing.assert_allclose(np.asarray(new.z_H), np.asarray(want_new.z_H), rtol=1e-12, atol=1e-13)
+        for a, b in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(want_grads)):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-13)
+        odd = np.arange(B) % 2 == 1  # rows mid-example: as without warm-up, bitwise
+        np.testing.assert_array_equal(np.asarray(new.z_H)[odd], np.asarray(plain[1].z_H)[odd])
+        if r == 0:
+            np.testing.assert_array_equal(np.asarray(new.z_H), np.asarray(plain[1].z_H))
+            np.testing.assert_array_equal(float(loss), float(plain[0]))
+        else:
+            assert not np.allclose(np.asarray(new.z_H)[~odd], np.asarray(plain[1].z_H)[~odd])
+
+
+def test_warm_up_is_training_only_and_checked():
+    with pytest.raises(ValueError, match="model.warmup_max_steps=-1"):
+        _cfg(warmup_max_steps=-1)
+    with pytest.raises(ValueError, match="0 outside training"):
+        act.HaltingPolicy(4, training=False, no_ACT_continue=True, warmup_max_steps=2)
+    cfg = _cfg(warmup_max_steps=2)
+    assert act.HaltingPolicy.for_training(cfg).warmup_max_steps == 2
+    assert act.HaltingPolicy.for_evaluation(cfg, 8).warmup_max_steps == 0
+    model = build_model(cfg, nnx.Rngs(0))
+    graphdef, params, buffers = nnx.split(model, nnx.Param, Buffer)
+    batch = _batch(np.random.default_rng(0))
+    table = jnp.zeros((4, D), jnp.float32)
+    with pytest.raises(ValueError, match="rng key is required with warmup_max_steps"):
+        act.act_train_grads(graphdef, params, buffers, table, act.initial_carry(model, batch), batch, None,
+                            act.HaltingPolicy.for_training(cfg))

@@ -231,6 +231,38 @@ def test_microbatching_gives_the_same_step():
         train_step.make_train_step(graphdef, tiny(microbatches=3), mc)
 
 
+def test_the_training_step_warms_up_the_reset_rows_by_its_own_draw():
+    """`model.warmup_max_steps` reaches the jitted step: on the first step (every row reset) the carry differs
+    from a run without warm-up exactly when the step's draw r is > 0 (`act.warmup_draw` of the halting key)."""
+    import jax
+    import numpy as np
+
+    from recur_jax.core import act
+    from recur_jax.core.models import ModelConfig
+    from recur_jax.run.state import PURPOSE_HALT
+
+    rng = np.random.default_rng(0)
+    batch = {"inputs": rng.integers(1, 11, (8, 81)).astype(np.int32),
+             "labels": rng.integers(2, 11, (8, 81)).astype(np.int32),
+             "puzzle_identifiers": np.zeros((8,), np.int32)}
+    carries = {}
+    seeds = (0, 1)  # their draws of U{0..1} at step 0: 0 and 1
+    for R in (0, 1):
+        for seed in seeds:
+            c = tiny(seed=seed, **{"model.halt_exploration_prob": 0.0, "model.warmup_max_steps": R})
+            mc = ModelConfig.from_dict(c.model.to_dict())
+            graphdef, state = train_state.init_train_state(c, mc, batch)
+            state, metrics = jax.jit(train_step.make_train_step(graphdef, c, mc))(state, batch)
+            assert np.isfinite(float(metrics["loss"]))
+            key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), 0), PURPOSE_HALT)
+            carries[R, seed] = (np.asarray(state.carry.z_H), int(act.warmup_draw(key, R)) if R else 0)
+    draws = [carries[1, seed][1] for seed in seeds]
+    assert sorted(draws) == [0, 1], draws  # both branches are checked
+    for seed in seeds:
+        same = np.array_equal(carries[0, seed][0], carries[1, seed][0])
+        assert same == (carries[1, seed][1] == 0), (seed, draws)
+
+
 def test_a_truncated_newest_checkpoint_falls_back_and_the_run_completes(trained, tmp_path, data_dir):
     import shutil
 

@@ -4,7 +4,8 @@ One call = one ACT (supervision) step = one optimizer step (TRM.md 3.2, HRM.md 3
 
   1. rows whose `halted` flag is set are reset to H_init/L_init, their step counter to 0, and take
      the new batch's row; rows still running keep their latents and their old data (the new batch's
-     example at that row index is dropped, as in the reference);
+     example at that row index is dropped, as in the reference); with `model.warmup_max_steps` = R > 0
+     (ours, progressive loss), the reset rows then take r ~ U{0..R} detached steps without loss (`warm_up`);
   2. the inner model runs one step (recursion + heads);
   3. without gradient: steps += 1; halting. Training: halt at halt_max_steps, or when q_halt > 0
      (TRM, `no_ACT_continue=True`) / q_halt > q_continue (HRM); exploration: with probability p a
@@ -109,6 +110,8 @@ class HaltingPolicy:
       exploration_prob: probability of drawing a minimum halting step U{2..N} (per row, every step).
       early_halt: whether training halting may stop a row before N (False: `model.halt_in_training`
         off, every row runs N steps; the Q head is trained all the same).
+      warmup_max_steps: R, training only: rows that start a new example first take r ~ U{0..R} ACT steps
+        without gradient or loss (progressive loss, `model.warmup_max_steps`; `warm_up`). 0: off.
     """
 
     halt_max_steps: int
@@ -116,16 +119,21 @@ class HaltingPolicy:
     no_ACT_continue: bool
     exploration_prob: float = 0.0
     early_halt: bool = True
+    warmup_max_steps: int = 0
 
     def __post_init__(self):
         if int(self.halt_max_steps) < 1:
             raise ValueError(f"halt_max_steps={self.halt_max_steps}: expected an integer >= 1")
+        if int(self.warmup_max_steps) < 0 or (self.warmup_max_steps and not self.training):
+            raise ValueError(f"warmup_max_steps={self.warmup_max_steps}: expected an integer >= 0, and 0 "
+                             "outside training")
 
     @classmethod
     def for_training(cls, model_cfg: ModelConfig) -> "HaltingPolicy":
         """The model's training policy: its halt_max_steps, halting rule and exploration."""
         return cls(halt_max_steps=model_cfg.halt_max_steps, training=True, no_ACT_continue=model_cfg.no_ACT_continue,
-                   exploration_prob=model_cfg.halt_exploration_prob, early_halt=model_cfg.halt_in_training)
+                   exploration_prob=model_cfg.halt_exploration_prob, early_halt=model_cfg.halt_in_training,
+                   warmup_max_steps=model_cfg.warmup_max_steps)
 
     @classmethod
     def for_evaluation(cls, model_cfg: ModelConfig, halt_max_steps: int) -> "HaltingPolicy":
@@ -199,6 +207,50 @@ def act_forward(model: RecursiveReasoner, carry: ACTCarry, puzzle_emb_rows: jax.
     return loss, (new_carry, outputs, metrics)
 
 
+PURPOSE_WARMUP = 7  # fold_in id of the warm-up draw within a step's key (the exploration draw uses the key itself)
+
+
+def warmup_draw(rng: jax.Array, warmup_max_steps: int) -> jax.Array:
+    """r ~ U{0..warmup_max_steps}: int32 scalar, the warm-up steps of the rows reset at this step (one
+    draw per batch or microbatch, from fold_in(rng, PURPOSE_WARMUP), so exploration's draws are unchanged)."""
+    return jax.random.randint(jax.random.fold_in(rng, PURPOSE_WARMUP), (), 0, int(warmup_max_steps) + 1)
+
+
+def warm_up(graphdef: nnx.GraphDef, params: Any, buffers: Any, carry: ACTCarry, puzzle_emb_rows: jax.Array | None,
+            num_steps: jax.Array) -> ACTCarry:
+    """Progressive loss's detached warm-up (Bansal et al. 2022, arXiv 2202.05826 sec. 3.2; ours for TRM/HRM):
+    the rows reset at this step (`carry.halted`) take `num_steps` inner-model steps (each a full ACT step's
+    recursion, H_cycles sweeps) with no gradient and no loss; other rows are unchanged.
+
+    A `lax.while_loop` that runs no step when no row was reset (streaming training with
+    `halt_in_training=False` resets all rows together, every halt_max_steps steps).
+
+    Args:
+      graphdef, params, buffers: the model split by `nnx.split(model, nnx.Param, Buffer)`.
+      carry: the carry after `reset_carry` (z_H, z_L [B, P+S, D] compute dtype; `halted` [B] bool marks
+        the reset rows).
+      puzzle_emb_rows: [B, puzzle_emb_ndim] float32 puzzle-table rows, or None.
+      num_steps: int32 scalar r >= 0 (`warmup_draw`).
+    Returns:
+      The carry with the reset rows' z_H/z_L advanced r steps (detached); `steps` stays 0 on them, so the
+      supervised steps that follow are still halt_max_steps.
+    """
+    params, buffers, rows = jax.lax.stop_gradient((params, buffers, puzzle_emb_rows))
+    reset = carry.halted
+    go = jnp.any(reset)
+    inputs = carry.current_data["inputs"]
+
+    def body(state):
+        i, z_H, z_L = state
+        out = nnx.merge(graphdef, params, buffers)(z_H, z_L, inputs, rows)
+        return (i + 1, jnp.where(_rows(reset, z_H), out.z_H.astype(z_H.dtype), z_H),
+                jnp.where(_rows(reset, z_L), out.z_L.astype(z_L.dtype), z_L))
+
+    _, z_H, z_L = jax.lax.while_loop(lambda s: go & (s[0] < num_steps), body,
+                                     (jnp.zeros((), jnp.int32), carry.z_H, carry.z_L))
+    return carry.replace(z_H=jax.lax.stop_gradient(z_H), z_L=jax.lax.stop_gradient(z_L))
+
+
 def act_train_grads(graphdef: nnx.GraphDef, params: Any, buffers: Any, puzzle_table: jax.Array | None,
                     carry: ACTCarry, batch: Batch, rng: jax.Array | None, policy: HaltingPolicy,
                     loss_scale: float = 1.0, row_weight: jax.Array | None = None) -> tuple[jax.Array, ACTCarry, dict, dict, Any, tuple[jax.Array, jax.Array] | None]:
@@ -217,11 +269,17 @@ def act_train_grads(graphdef: nnx.GraphDef, params: Any, buffers: Any, puzzle_ta
       (loss, new_carry, outputs, metrics, grads, puzzle_grads): loss is the unscaled batch sum;
       grads has the structure of `params`; puzzle_grads is (ids [B] int32, grads [B, ndim] float32)
       of the gathered rows (sum duplicates before a dense update), or None.
+    Raises:
+      ValueError: a warm-up (`policy.warmup_max_steps > 0`) without an rng key.
     """
     model0 = nnx.merge(graphdef, params, buffers)
     carry = reset_carry(carry, batch, model0.H_init[...], model0.L_init[...])
     ids = carry.current_data["puzzle_identifiers"]
     rows = None if puzzle_table is None else jnp.take(puzzle_table, ids, axis=0)
+    if policy.training and policy.warmup_max_steps > 0:
+        if rng is None:
+            raise ValueError("act_train_grads: an rng key is required with warmup_max_steps > 0")
+        carry = warm_up(graphdef, params, buffers, carry, rows, warmup_draw(rng, policy.warmup_max_steps))
 
     def loss_fn(p, r):
         loss, aux = act_forward(nnx.merge(graphdef, p, buffers), carry, r, policy, rng=rng, row_weight=row_weight)

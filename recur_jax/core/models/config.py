@@ -52,6 +52,11 @@ class ModelConfig:
         halt_max_steps. False (ours): the Q head is still trained, but every row gets all halt_max_steps
         supervision steps, so the iteration is trained to stay put after the point of solution (needed
         for length extrapolation, where test-time budgets run far beyond training's).
+      warmup_max_steps: R, progressive loss (ours; Bansal et al. 2022, arXiv 2202.05826 sec. 3.2): in
+        training, rows that start a new example first take r ~ U{0..R} ACT steps without gradient or loss
+        (r drawn once per batch, as the deep-thinking code does), then their halt_max_steps supervised steps;
+        the supervised steps thus see latents from deeper in the iteration than halt_max_steps reaches. 0:
+        off (the reference). Evaluation never warms up.
       no_ACT_continue: True: halt when q_halt > 0 (TRM); False: halt when q_halt > q_continue and
         train q_continue on HRM's bootstrapped target (second forward pass without gradient).
       grad_mode: "one_step" (HRM), "last_sweep" (TRM) or "full" (backprop through every sweep).
@@ -99,6 +104,7 @@ class ModelConfig:
     halt_max_steps: int = 16
     halt_exploration_prob: float = 0.1
     halt_in_training: bool = True
+    warmup_max_steps: int = 0
     no_ACT_continue: bool = True
     grad_mode: str = "last_sweep"
     forward_dtype: str = "bfloat16"
@@ -130,7 +136,7 @@ class ModelConfig:
         for name in ("vocab_size", "seq_len", "hidden_size", "num_heads", "halt_max_steps", "num_puzzle_identifiers"):
             if int(getattr(self, name)) < 1:
                 bad(name, "an integer >= 1")
-        for name in ("puzzle_emb_ndim", "puzzle_emb_len", "H_layers", "L_layers"):
+        for name in ("puzzle_emb_ndim", "puzzle_emb_len", "H_layers", "L_layers", "warmup_max_steps"):
             if int(getattr(self, name)) < 0:
                 bad(name, "an integer >= 0")
         if self.H_cycles < 1:
