@@ -223,6 +223,36 @@ def test_sizes_are_evaluated_reused_and_reported(prefix_run, tmp_path):
     assert json.load(open(paths["json"]))["labels"] == ["a", "b"]
 
 
+def test_rows_over_seeds_are_grouped_and_summarised(tmp_path):
+    def run(*finals, valid=None):
+        sizes = {}
+        for n, f in zip((6, 12), finals):
+            sizes[str(n)] = {"by_step": [f / 2, f], "seq_len": n, "examples": 64, "token_accuracy": None,
+                             **extrapolation.curve_summary([f / 2, f])}
+            if valid is not None:
+                sizes[str(n)]["path_valid"] = valid
+        return {"workdir": str(tmp_path / "none"), "config": {}, "sizes": sizes}
+
+    labels = ["trm_conv", "trm_conv_seed1", "trm_conv_seed2", "onepass", "x_seed"]
+    assert extrapolation.seed_groups(labels) == {"trm_conv": [0, 1, 2], "onepass": [3], "x_seed": [4]}
+    results = [run(1.0, 0.5, valid=0.5), run(0.8, 0.2, valid=0.25), run(0.9, 0.8, valid=0.75), run(0.0, 0.0),
+               run(0.1, 0.1)]
+    summary = extrapolation.seed_summary(results, labels)
+    assert list(summary) == ["trm_conv"]  # rows with one run have no spread to report
+    e = summary["trm_conv"]["12"]
+    assert e["runs"] == 3 and e["values"] == [0.5, 0.2, 0.8] and (e["min"], e["max"]) == (0.2, 0.8)
+    assert e["mean"] == pytest.approx(0.5) and e["std"] == pytest.approx(np.std([0.5, 0.2, 0.8]))
+    assert e["path_valid_mean"] == pytest.approx(0.5)
+    written = extrapolation.report(str(tmp_path), results, labels, train_size=6)
+    md = open(written["md"]).read()
+    assert "## Over seeds" in md and "| trm_conv: over seeds | 0.900 [0.800, 1.000] (3 runs, valid 0.500) | " \
+        "0.500 [0.200, 0.800] (3 runs, valid 0.500) |" in md
+    assert json.load(open(written["json"]))["over_seeds"]["trm_conv"]["6"]["mean"] == pytest.approx(0.9)
+    assert "trm_conv: over seeds" in open(written["html"]).read()
+    one = extrapolation.report(str(tmp_path / "one"), results[3:4], labels[3:4], train_size=6)
+    assert "Over seeds" not in open(one["md"]).read()
+
+
 def test_the_study_defines_its_rows_sizes_and_budgets():
     for task in ("prefix_sum", "addition", "maze"):
         runs = study.get_sweep(f"{task},cpu")
@@ -235,6 +265,15 @@ def test_the_study_defines_its_rows_sizes_and_budgets():
             assert p["overrides"]["eval.halt_max_steps"] >= N * (scale ** 2 if task == "maze" else scale)
     with pytest.raises(ValueError, match="one task"):
         study.get_config("prefix_sum,addition")
+    runs = study.get_sweep("maze,cpu,seeds3")  # every row with seeds 0..2; seed 0 keeps the row's own name
+    assert [(r["_name"], r["seed"]) for r in runs] == [
+        ("trm_conv", 0), ("trm_conv_seed1", 1), ("trm_conv_seed2", 2),
+        ("onepass_params", 0), ("onepass_params_seed1", 1), ("onepass_params_seed2", 2)]
+    assert study.row_labels("maze,cpu,seeds3") == [r["_name"] for r in runs]
+    with pytest.raises(ValueError, match="one of the seedsK args"):
+        study.num_seeds("maze,seeds2,seeds3")
+    with pytest.raises(ValueError, match="unknown args"):
+        study.get_sweep("maze,seeds1")
 
 
 @pytest.mark.parametrize("cells", [3, 9, 20])

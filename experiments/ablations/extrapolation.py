@@ -5,8 +5,9 @@ The strongest form of the depth-of-computation claim (the "deep thinking" result
 inputs solves larger ones by iterating more at test time, which a network of fixed depth cannot do.
 
 Args: the task, `prefix_sum` (default: bit strings, target the running parity), `addition` (interleaved
-digits) or `maze` (perfect mazes of n x n cells, a 2-D convolution), and `cpu` (the small study, sized
-for 30 minutes on 2 CPU cores per task; mazes run only `MAZE_CPU_ROWS`).
+digits) or `maze` (perfect mazes of n x n cells, a 2-D convolution), `cpu` (the small study, sized
+for 30 minutes on 2 CPU cores per task; mazes run only `MAZE_CPU_ROWS`), and `seedsK` (K = 2..8: every row
+trained with seeds 0..K-1, runs `<row>_seed<k>`; the report adds the mean and range over seeds per size).
 
     python -m launch.sweep --config=experiments/ablations/extrapolation.py:prefix_sum,cpu --root=runs/ext_ps
     python -m launch.extrapolate --config=experiments/ablations/extrapolation.py:prefix_sum,cpu --root=runs/ext_ps
@@ -39,7 +40,8 @@ CHECK_ARGS = ['prefix_sum', 'prefix_sum,cpu', 'addition,cpu', 'maze,cpu']  # the
 
 _FILE = "experiments/ablations/extrapolation.py"
 _TASKS = ("prefix_sum", "addition", "maze")
-_ARGS = set(_TASKS) | {"cpu"}
+SEED_ARGS = {f"seeds{k}": k for k in range(2, 9)}  # "seedsK": every row trained with seeds 0..K-1
+_ARGS = set(_TASKS) | {"cpu"} | set(SEED_ARGS)
 
 # Training size (prefix sums: bits, addition: digits per addend, mazes: cells per side) and the test sizes.
 TRAIN_SIZE = {"prefix_sum": 32, "addition": 16, "maze": 6}
@@ -161,16 +163,38 @@ def _row(name: str, config) -> dict:
     raise ValueError(f"{_FILE}: unknown row {name!r}; expected one of {ROWS}")
 
 
+def num_seeds(arg: str | None = None) -> int:
+    """K of a `seedsK` arg (2..8), else 1.
+
+    Raises:
+      ValueError: two seedsK args.
+    """
+    args = common.parse_args(arg, _ARGS, "prefix_sum", _FILE)
+    chosen = sorted(a for a in args if a in SEED_ARGS)
+    if len(chosen) > 1:
+        raise ValueError(f"{_FILE}: choose one of the seedsK args, got {chosen}")
+    return SEED_ARGS[chosen[0]] if chosen else 1
+
+
+def run_name(row: str, seed: int) -> str:
+    """The run directory of `row` trained with `seed`: the row's name for seed 0, `<row>_seed<k>` otherwise
+    (`recur_jax.study.extrapolation.seed_groups` reads the suffix back)."""
+    return row if seed == 0 else f"{row}_seed{seed}"
+
+
 def get_sweep(arg: str | None = None):
-    """One run per row of `row_labels(arg)` (the module docstring), seed 0, in that order."""
+    """One run per row of `row_labels(arg)` (the module docstring) and seed 0..K-1 (`seedsK`; K = 1 without
+    it), in that order."""
     config = get_config(arg)
-    return [{"_name": name} | _row(name, config) | {"seed": 0} for name in row_labels(arg)]
+    args = common.parse_args(arg, _ARGS, "prefix_sum", _FILE)
+    rows = MAZE_CPU_ROWS if (_task(args) == "maze" and "cpu" in args) else ROWS
+    return [{"_name": run_name(name, seed)} | _row(name, config) | {"seed": seed}
+            for name in rows for seed in range(num_seeds(arg))]
 
 
 def row_labels(arg: str | None = None) -> list[str]:
-    """The row name of each run of `get_sweep(arg)`, in order (for the extrapolation report)."""
-    args = common.parse_args(arg, _ARGS, "prefix_sum", _FILE)
-    return list(MAZE_CPU_ROWS if (_task(args) == "maze" and "cpu" in args) else ROWS)
+    """The run name of each run of `get_sweep(arg)`, in order (for the extrapolation report)."""
+    return [r["_name"] for r in get_sweep(arg)]
 
 
 def test_budget(task: str, size: int, train_budget: int, cpu: bool) -> int:

@@ -15,6 +15,8 @@ run and one of accuracy against size) from `report`.
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Any, Sequence
 
 import ml_collections
@@ -103,6 +105,51 @@ def evaluate_sizes(workdir: str, plan: Sequence[dict[str, Any]], *, log=print) -
     return {"workdir": paths.absolute(workdir), "config": recorded.to_dict(), "sizes": sizes}
 
 
+_SEED_SUFFIX = re.compile(r"^(?P<row>.+)_seed(?P<seed>[0-9]+)$")
+
+
+def seed_groups(labels: Sequence[str]) -> dict[str, list[int]]:
+    """The runs of each row: label `row` (seed 0) or `row_seed<k>` (the experiment's `run_name`).
+
+    Returns:
+      {row: [indices into labels]}, rows and indices in the order first seen.
+    """
+    groups: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        m = _SEED_SUFFIX.match(label)
+        groups.setdefault(m["row"] if m else label, []).append(i)
+    return groups
+
+
+def seed_summary(results: Sequence[dict[str, Any]], labels: Sequence[str]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Mean and range over seeds of the accuracy at the budget, per row with at least two runs and per size.
+
+    Args:
+      results: `evaluate_sizes` outputs; labels: their run names (`seed_groups`).
+    Returns:
+      {row: {str(n): {"runs": k, "values": [k floats, in label order], "mean", "std" (population), "min",
+      "max", and "<metric>_mean" for the task's `TASK_METRICS`}}}; sizes that only some runs have use those.
+    """
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for row, idx in seed_groups(labels).items():
+        if len(idx) < 2:
+            continue
+        sizes = sorted({int(n) for i in idx for n in results[i]["sizes"]})
+        out[row] = {}
+        for n in sizes:
+            have = [results[i]["sizes"][str(n)] for i in idx if str(n) in results[i]["sizes"]]
+            values = [float(s["final"]) for s in have]
+            mean = sum(values) / len(values)
+            entry = {"runs": len(values), "values": values, "mean": mean,
+                     "std": math.sqrt(sum((v - mean) ** 2 for v in values) / len(values)),
+                     "min": min(values), "max": max(values)}
+            for k in TASK_METRICS:
+                if all(k in s for s in have):
+                    entry[f"{k}_mean"] = sum(float(s[k]) for s in have) / len(have)
+            out[row][str(n)] = entry
+    return out
+
+
 def report(root: str, results: Sequence[dict[str, Any]], labels: Sequence[str], train_size: int) -> dict[str, str]:
     """Writes `<root>/extrapolation/`: report.json, report.md, report.html and the plots.
 
@@ -110,7 +157,8 @@ def report(root: str, results: Sequence[dict[str, Any]], labels: Sequence[str], 
       results: `evaluate_sizes` outputs, one per run; labels: a row name per run.
       train_size: the largest training size (marked on the size plot).
     Returns:
-      {"json", "md", "html", "png_sizes", "png_steps": [one per run], "png_train"} paths.
+      {"json", "md", "html", "png_sizes", "png_steps": [one per run], "png_train"} paths. Rows run with
+      several seeds (`seed_groups`) get a section "Over seeds" (`seed_summary`; also in report.json).
     """
     from recur_jax.study import plots
 
@@ -153,14 +201,29 @@ def report(root: str, results: Sequence[dict[str, Any]], labels: Sequence[str], 
     md += ["", "## Accuracy against test-time steps, and overthinking", "",
            "| " + " | ".join(over_cols) + " |", "|" + " --- |" * len(over_cols)]
     md += ["| " + " | ".join(map(str, row)) + " |" for row in over]
+    over_seeds = seed_summary(results, labels)
+    seed_rows = []
+    for row, per_size in over_seeds.items():
+        cells = []
+        for n in sizes:
+            e = per_size.get(str(n))
+            valid = "" if e is None or "path_valid_mean" not in e else f", valid {e['path_valid_mean']:.3f}"
+            cells.append("" if e is None else
+                         f"{e['mean']:.3f} [{e['min']:.3f}, {e['max']:.3f}] ({e['runs']} runs{valid})")
+        seed_rows.append([f"{row}: over seeds"] + cells)
+    if seed_rows:
+        md += ["", "## Over seeds", "", "Exact accuracy at the budget: the mean over a row's seeds, [min, max] and "
+               "the number of runs (mazes: the mean share of valid paths).", "",
+               "| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+        md += ["| " + " | ".join(row) + " |" for row in seed_rows]
     written = {"md": paths.join(out, "report.md"), "html": paths.join(out, "report.html"),
                "json": paths.join(out, "report.json"), "png_sizes": png_sizes, "png_steps": png_steps,
                "png_train": png_train}
     paths.write_text_atomic(written["md"], "\n".join(md) + "\n")
-    paths.write_text_atomic(written["html"], plots.html_page("Extrapolation", columns, table,
+    paths.write_text_atomic(written["html"], plots.html_page("Extrapolation", columns, table + seed_rows,
                                                              [png_sizes] + png_steps + [png_train], notes=[caption]))
-    write_json_atomic(written["json"], {"labels": list(labels), "train_size": train_size, "results": list(results)},
-                      indent=2)
+    write_json_atomic(written["json"], {"labels": list(labels), "train_size": train_size, "results": list(results),
+                                        "over_seeds": over_seeds}, indent=2)
     return written
 
 
@@ -182,4 +245,4 @@ def load_plan(module, arg: str | None) -> list[dict[str, Any]]:
     return plan
 
 
-__all__ = ["curve_summary", "evaluate_sizes", "load_plan", "report"]
+__all__ = ["curve_summary", "evaluate_sizes", "load_plan", "report", "seed_groups", "seed_summary"]
