@@ -15,8 +15,8 @@ run and one of accuracy against size) from `report`.
 from __future__ import annotations
 
 import json
-import math
 import re
+import statistics
 from typing import Any, Sequence
 
 import ml_collections
@@ -139,13 +139,11 @@ def seed_summary(results: Sequence[dict[str, Any]], labels: Sequence[str]) -> di
         for n in sizes:
             have = [results[i]["sizes"][str(n)] for i in idx if str(n) in results[i]["sizes"]]
             values = [float(s["final"]) for s in have]
-            mean = sum(values) / len(values)
-            entry = {"runs": len(values), "values": values, "mean": mean,
-                     "std": math.sqrt(sum((v - mean) ** 2 for v in values) / len(values)),
-                     "min": min(values), "max": max(values)}
+            entry = {"runs": len(values), "values": values, "mean": statistics.fmean(values),
+                     "std": statistics.pstdev(values), "min": min(values), "max": max(values)}
             for k in TASK_METRICS:
                 if all(k in s for s in have):
-                    entry[f"{k}_mean"] = sum(float(s[k]) for s in have) / len(have)
+                    entry[f"{k}_mean"] = statistics.fmean(float(s[k]) for s in have)
             out[row][str(n)] = entry
     return out
 
